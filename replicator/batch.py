@@ -1,0 +1,128 @@
+"""The batch buffer: many source changes netted per key, then written in few statements.
+
+Within one target transaction only the final state of each row matters, because the whole
+transaction commits atomically together with the checkpoint. So the buffer keeps, per target
+table, one entry per primary key — the row to upsert, a partial row to update (a PostgreSQL
+update that left TOASTed columns out), or a delete — plus a "truncate first" flag. A key change
+is a delete of the old key and an upsert of the new row. Flushing turns that into, per table:
+TRUNCATE, DELETE by keys, upsert rows grouped by column set, UPDATE partial rows.
+
+The buffer counts its entries so the pipeline can flush it into the open target transaction
+before it grows past ``max_rows``: a 10M-row source transaction streams through in bounded
+memory and still commits once, with its checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .mapping import TableMapping
+from .records import DELETE, INSERT, READ, TRUNCATE, UPDATE, Change, Row, TableId
+
+_UPSERT, _UPDATE, _DELETE = 0, 1, 2
+
+
+@dataclass
+class TableOps:
+    """What to do on one target table, in this order: truncate, deletes, upserts, updates."""
+
+    mapping: TableMapping
+    truncate: bool = False
+    deletes: list[tuple[object, ...]] = field(default_factory=list)
+    upserts: list[Row] = field(default_factory=list)
+    updates: list[Row] = field(default_factory=list)
+
+
+class Batch:
+    def __init__(self) -> None:
+        self._tables: dict[TableId, tuple[TableMapping, dict[tuple[object, ...], tuple[int, Row | None]]]] = {}
+        self._truncated: set[TableId] = set()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, change: Change, mapping: TableMapping, full_width: int) -> None:
+        """Net one change into the buffer. ``full_width`` = columns a complete source row has."""
+        target = mapping.target
+        entry = self._tables.get(target)
+        if entry is None:
+            entry = self._tables[target] = (mapping, {})
+        rows = entry[1]
+        op = change.op
+        if op == TRUNCATE:
+            self.size -= len(rows)
+            rows.clear()
+            self._truncated.add(target)
+            return
+        key_cols = mapping.target_key
+        if op == INSERT or op == READ:
+            row = mapping.map_row(change.after)  # type: ignore[arg-type]
+            self._put(rows, tuple(row[k] for k in key_cols), (_UPSERT, row))
+            return
+        if op == DELETE:
+            old = mapping.map_row(change.before or change.key or {})
+            self._put(rows, _key(old, key_cols, mapping), (_DELETE, None))
+            return
+        assert op == UPDATE
+        row = mapping.map_row(change.after)  # type: ignore[arg-type]
+        new_key = tuple(row[k] for k in key_cols)
+        if change.before is not None:
+            old_key = _key(mapping.map_row(change.before), key_cols, mapping)
+            if old_key != new_key:
+                self._put(rows, old_key, (_DELETE, None))
+        if len(row) >= full_width:
+            self._put(rows, new_key, (_UPSERT, row))
+            return
+        # A partial row (unchanged TOAST values left out): merge into what we hold for the key.
+        prev = rows.get(new_key)
+        if prev is not None and prev[0] != _DELETE:
+            merged = dict(prev[1])  # type: ignore[arg-type]
+            merged.update(row)
+            self._put(rows, new_key, (prev[0], merged))
+        else:
+            self._put(rows, new_key, (_UPDATE, row))
+
+    def _put(
+        self, rows: dict[tuple[object, ...], tuple[int, Row | None]], key: tuple[object, ...], value: tuple[int, Row | None]
+    ) -> None:
+        if key not in rows:
+            self.size += 1
+        rows[key] = value
+
+    def drain(self) -> list[TableOps]:
+        """The netted operations per table, and an empty buffer."""
+        out: list[TableOps] = []
+        for target, (mapping, rows) in self._tables.items():
+            ops = TableOps(mapping, truncate=target in self._truncated)
+            for key, (kind, row) in rows.items():
+                if kind == _UPSERT:
+                    ops.upserts.append(row)  # type: ignore[arg-type]
+                elif kind == _DELETE:
+                    ops.deletes.append(key)
+                else:
+                    ops.updates.append(row)  # type: ignore[arg-type]
+            if ops.truncate or ops.deletes or ops.upserts or ops.updates:
+                out.append(ops)
+        self._tables.clear()
+        self._truncated.clear()
+        self.size = 0
+        return out
+
+
+def _key(row: Row, key_cols: tuple[str, ...], mapping: TableMapping) -> tuple[object, ...]:
+    try:
+        return tuple(row[k] for k in key_cols)
+    except KeyError as exc:
+        raise_missing_identity(mapping, str(exc))
+        raise
+
+
+def raise_missing_identity(mapping: TableMapping, column: str) -> None:
+    from .errors import SchemaError
+
+    raise SchemaError(
+        f"a delete/update on {mapping.source} did not carry the key column {column} of target"
+        f" {mapping.target}: make the target primary key match the source primary key or set"
+        " REPLICA IDENTITY FULL on the source table"
+    )

@@ -1,0 +1,173 @@
+"""The ``replicator`` command: a thin click layer over the library.
+
+Exit codes: 0 ok; 1 a check/verify found a problem or a flow failed; 2 bad usage or config.
+User errors print one line, never a traceback, and never a password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from . import logging as rlog
+from .config import Config, load_config
+from .errors import ConfigError, ReplicatorError
+from .urls import scrub
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(message: str, code: int, secrets: list[str]) -> None:
+    click.echo(f"replicator: {scrub(message, secrets)}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        secrets: list[str] = ctx.obj.get("secrets", []) if isinstance(ctx.obj, dict) else []
+        try:
+            return func(*args, **kwargs)
+        except ReplicatorError as exc:
+            _fail(f"error: {exc}", exc.exit_code, secrets)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except Exception as exc:  # an unexpected bug: still one line unless asked for more
+            if os.environ.get("REPLICATOR_DEBUG"):
+                raise
+            _fail(
+                f"internal error: {type(exc).__name__}: {exc} (set REPLICATOR_DEBUG=1 for the traceback)",
+                1,
+                secrets,
+            )
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _config(ctx: click.Context) -> Config:
+    obj: dict[str, Any] = ctx.obj
+    if "config" not in obj:
+        try:
+            obj["config"] = load_config(obj["config_path"])
+        except ConfigError as exc:
+            _fail(str(exc), 2, [])
+        obj["secrets"] = obj["config"].secrets()
+        rlog.setup(obj["log_format"] or obj["config"].log_format, obj["secrets"])
+    config: Config = obj["config"]
+    return config
+
+
+@click.group()
+@click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), help="Config file (default: $REPLICATOR_CONFIG, else config/replicator.yaml).")
+@click.option("--log-format", type=click.Choice(["auto", "human", "logfmt", "json"]), default=None, help="Log line format.")
+@click.version_option(package_name="replicator")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_format: str | None) -> None:
+    """Change-data-capture replicator: keeps tables in sync across PostgreSQL and MySQL/MariaDB."""
+    ctx.obj = {"config_path": config_path, "log_format": log_format}
+
+
+@cli.command()
+@click.pass_context
+@handle_errors
+def check(ctx: click.Context) -> None:
+    """Connect to every system and verify every prerequisite; exit 1 if anything is missing."""
+    from .checks import check_config
+
+    config = _config(ctx)
+    ok, problems = check_config(config)
+    for line in ok:
+        click.echo(f"ok       {line}")
+    for p in problems:
+        click.echo(scrub(f"PROBLEM  {p.where}: {p.what}\n         fix: {p.fix}", config.secrets()))
+    if problems:
+        click.echo(f"{len(problems)} problem(s) found.")
+        sys.exit(1)
+    click.echo("All checks passed.")
+
+
+@cli.command()
+@click.option("--flow", "flows", multiple=True, help="Run only this flow (repeatable).")
+@click.option("--once", is_flag=True, help="Apply what the source had committed when started, then exit.")
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, flows: tuple[str, ...], once: bool) -> None:
+    """Stream changes until SIGTERM/SIGINT (then commit what is complete and exit 0)."""
+    from .pipeline import run_flows
+
+    config = _config(ctx)
+    selected = [config.flow(name) for name in flows] if flows else list(config.flows)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    failures = run_flows(config, selected, once=once, stop=stop)
+    if failures:
+        for name, exc in failures:
+            click.echo(scrub(f"replicator: flow {name} failed: {exc}", config.secrets()), err=True)
+        sys.exit(1)
+
+
+@cli.group()
+def checkpoint() -> None:
+    """Inspect where each flow stands."""
+
+
+@checkpoint.command("show")
+@click.option("--flow", "flow_name", default=None, help="Only this flow.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def checkpoint_show(ctx: click.Context, flow_name: str | None, as_json: bool) -> None:
+    """Per flow: committed source position, when, changes applied, and the source's position now."""
+    from .status import checkpoint_rows
+
+    config = _config(ctx)
+    flows = [config.flow(flow_name)] if flow_name else list(config.flows)
+    rows = checkpoint_rows(config, flows)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    for r in rows:
+        click.echo(f"flow {r['flow']} ({r['source']} -> {r['target']})")
+        if r["position"] is None:
+            click.echo("  no checkpoint yet (the flow has not applied anything)")
+        else:
+            click.echo(f"  position          {r['position']}")
+            click.echo(f"  source committed  {r['source_commit_time']}")
+            click.echo(f"  checkpoint saved  {r['updated_at']}")
+            click.echo(f"  changes applied   {r['changes_applied']} in {r['transactions_applied']} transactions")
+        click.echo(f"  source now        {r['source_position']}")
+        if r["lag_bytes"] is not None:
+            click.echo(f"  lag               {r['lag_bytes']} bytes of WAL")
+
+
+@cli.command()
+@click.option("--rows", default=2000, show_default=True, help="Rows of sample data per table.")
+@handle_errors
+def demo(rows: int) -> None:
+    """Start throwaway PostgreSQL and MariaDB servers with sample data and sync them live."""
+    from .demo import run_demo
+
+    rlog.setup("logfmt")
+    run_demo(rows)
+
+
+def main() -> None:
+    cli(prog_name="replicator")
+
+
+if __name__ == "__main__":
+    main()

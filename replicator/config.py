@@ -1,0 +1,259 @@
+"""The configuration file: YAML with ``${VAR}`` / ``${VAR:-default}``, validated by pydantic.
+
+Loading is three steps, each with errors that name the key path (``flows[0].tables[1].source``):
+parse the YAML, substitute environment variables in string values (never in keys, and after
+parsing, so a variable's content cannot change the document's structure), then validate the
+models. Cross-references (a flow naming an unknown system) are checked here too, so that
+``run`` never starts with a config that cannot work.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import urls
+from .errors import ConfigError
+from .records import TableId
+
+DEFAULT_CONFIG_PATH = Path("config/replicator.yaml")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_FLOW_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SystemConfig(_Model):
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _valid_url(cls, value: str) -> str:
+        urls.parse(value)  # raises ValueError with a readable reason
+        return value
+
+    @property
+    def engine(self) -> str:
+        return urls.parse(self.url).engine
+
+    @property
+    def password(self) -> str | None:
+        return urls.parse(self.url).password
+
+
+class TableConfig(_Model):
+    source: str = Field(min_length=1)
+    target: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+class BatchConfig(_Model):
+    max_rows: int = Field(default=20000, ge=1)
+    max_delay_ms: int = Field(default=500, ge=0)
+
+
+class FlowConfig(_Model):
+    name: str
+    source: str
+    target: str
+    tables: list[TableConfig] = Field(min_length=1)
+    batch: BatchConfig = BatchConfig()
+    slot: str | None = None
+    publication: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _FLOW_NAME.match(value):
+            raise ValueError(
+                "a flow name is 1-40 letters, digits, '-' or '_', starting with a letter or digit"
+            )
+        return value
+
+    @property
+    def slot_name(self) -> str:
+        return self.slot or "replicator_" + self.name.lower().replace("-", "_")
+
+    @property
+    def publication_name(self) -> str:
+        return self.publication or "replicator_" + self.name.lower().replace("-", "_")
+
+
+class Config(_Model):
+    systems: dict[str, SystemConfig] = Field(min_length=1)
+    flows: list[FlowConfig] = Field(min_length=1)
+    state_schema: str = "_replicator"
+    log_format: Literal["auto", "human", "json"] = "auto"
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Config:
+        seen: set[str] = set()
+        for i, flow in enumerate(self.flows):
+            if flow.name in seen:
+                raise _PathError(f"flows[{i}].name", f"duplicate flow name {flow.name!r}")
+            seen.add(flow.name)
+            for key in ("source", "target"):
+                name = getattr(flow, key)
+                if name not in self.systems:
+                    known = ", ".join(sorted(self.systems))
+                    raise _PathError(
+                        f"flows[{i}].{key}", f"unknown system {name!r} (known: {known})"
+                    )
+            if flow.source == flow.target:
+                raise _PathError(f"flows[{i}].target", "source and target are the same system")
+            if self.systems[flow.source].engine != "postgresql":
+                raise _PathError(
+                    f"flows[{i}].source",
+                    f"system {flow.source!r} is {self.systems[flow.source].engine}: only"
+                    " PostgreSQL sources are supported in this version",
+                )
+            targets: set[str] = set()
+            for j, table in enumerate(flow.tables):
+                src = self.source_table(flow, table)
+                if str(src) in targets:
+                    raise _PathError(f"flows[{i}].tables[{j}].source", f"{src} is listed twice")
+                targets.add(str(src))
+        return self
+
+    def flow(self, name: str) -> FlowConfig:
+        for flow in self.flows:
+            if flow.name == name:
+                return flow
+        known = ", ".join(f.name for f in self.flows)
+        raise ConfigError(f"no flow named {name!r} (flows: {known})")
+
+    def default_schema(self, system: str) -> str:
+        parsed = urls.parse(self.systems[system].url)
+        return "public" if parsed.engine == "postgresql" else parsed.database
+
+    def source_table(self, flow: FlowConfig, table: TableConfig) -> TableId:
+        return split_table_name(table.source, self.default_schema(flow.source))
+
+    def target_table(self, flow: FlowConfig, table: TableConfig) -> TableId:
+        name = table.target or split_table_name(table.source, "").name
+        return split_table_name(name, self.default_schema(flow.target))
+
+    def secrets(self) -> list[str]:
+        return [s.password for s in self.systems.values() if s.password]
+
+
+class _PathError(ValueError):
+    """A semantic error at a precise key path (raised inside model validation)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def split_table_name(name: str, default_schema: str) -> TableId:
+    schema, dot, table = name.rpartition(".")
+    return TableId(schema if dot else default_schema, table)
+
+
+def _interpolate(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+
+        def repl(m: re.Match[str]) -> str:
+            var, default = m.group(1), m.group(2)
+            if var in os.environ:
+                return os.environ[var]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"config error at {path or '<root>'}: environment variable {var} is not set"
+                " (set it, or write ${" + var + ":-default})"
+            )
+
+        return _VAR.sub(repl, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, _join(path, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _loc_to_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+    return path or "<root>"
+
+
+def _secrets_in(raw: Any) -> list[str]:
+    found: list[str] = []
+    if isinstance(raw, dict):
+        for v in raw.values():
+            found += _secrets_in(v)
+    elif isinstance(raw, list):
+        for v in raw:
+            found += _secrets_in(v)
+    elif isinstance(raw, str) and "://" in raw:
+        try:
+            pw = urls.parse(raw).password
+        except ValueError:
+            pw = None
+        if pw:
+            found.append(pw)
+    return found
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: malformed YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the file must be a YAML mapping with 'systems' and 'flows'")
+    raw = _interpolate(raw, "")
+    secrets = _secrets_in(raw)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _PathError):
+            path, msg = ctx_error.path, ctx_error.message
+        else:
+            path = _loc_to_path(tuple(err["loc"]))
+            msg = _describe(err)
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise ConfigError(urls.scrub(f"{source}: config error at {path}: {msg}{more}", secrets)) from None
+
+
+def _describe(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling; see the config reference in README.md)"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the config from ``path``, else ``$REPLICATOR_CONFIG``, else config/replicator.yaml."""
+    chosen = Path(path or os.environ.get("REPLICATOR_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {chosen} not found: pass --config FILE or set REPLICATOR_CONFIG"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {chosen}: {exc.strerror}") from None
+    return parse_config(text, str(chosen))

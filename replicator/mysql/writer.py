@@ -1,0 +1,329 @@
+"""The MySQL/MariaDB target: multi-row upserts, deletes by key, checkpoint in the same txn.
+
+pymysql rewrites ``executemany`` of an ``INSERT … VALUES (…) ON DUPLICATE KEY UPDATE …`` into
+multi-row statements of up to ~1 MB, which is the fast path for InnoDB short of LOAD DATA.
+Values are converted per *target column type* once per column (JSON columns get JSON text,
+timezone-aware datetimes become UTC, UUIDs text, booleans 0/1), and the session runs in UTC
+with strict SQL mode, so a value the column cannot hold is an error, never a silent truncation.
+
+MySQL and MariaDB differ only in the upsert's reference to the new row: MariaDB keeps
+``VALUES(col)``, MySQL ≥ 8.0.20 wants a row alias. :class:`MariaDBSink` overrides just that.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pymysql
+
+from ..batch import TableOps
+from ..errors import DataError, SchemaError, TransientError
+from ..mapping import ColumnInfo, TableInfo
+from ..protocols import Checkpoint
+from ..records import Row, TableId
+from ..urls import parse
+
+_TRANSIENT_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
+_SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+
+
+def quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def qtable(table: TableId) -> str:
+    return f"{quote(table.schema)}.{quote(table.name)}"
+
+
+def connect(url: str, **kwargs: Any) -> pymysql.connections.Connection[Any]:
+    p = parse(url)
+    try:
+        return pymysql.connect(
+            host=p.host,
+            port=p.port,
+            user=p.user or "root",
+            password=p.password or "",
+            database=p.database,
+            charset="utf8mb4",
+            connect_timeout=10,
+            **kwargs,
+        )
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else 0
+        msg = exc.args[1] if len(exc.args) > 1 else str(exc)
+        if code in (1045, 1044, 1049):
+            from ..errors import ReplicatorError
+
+            raise ReplicatorError(f"cannot connect to {p.host}:{p.port}: {msg}") from None
+        raise TransientError(f"cannot connect to {p.host}:{p.port}: {msg}") from None
+
+
+def _json_text(value: Any) -> Any:
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _utc_naive(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return _utc_naive(value)
+    return value
+
+
+def converter_for(column: ColumnInfo) -> Callable[[Any], Any]:
+    """How a Python value becomes a parameter for this MySQL column type."""
+    if column.type.lower() == "json":
+        return _json_text
+    return _plain
+
+
+class MySQLSink:
+    """Writes netted batches to MySQL (8.0.20+)."""
+
+    def __init__(self, url: str, state_schema: str = "_replicator") -> None:
+        self.url = url
+        self.state_schema = state_schema
+        self.conn = connect(url, autocommit=False)
+        self._columns: dict[TableId, dict[str, ColumnInfo]] = {}
+        with self._guard():
+            with self.conn.cursor() as cur:
+                cur.execute("SET SESSION time_zone = '+00:00'")
+                cur.execute(f"SET SESSION sql_mode = '{_SQL_MODE}'")
+                cur.execute("SET SESSION foreign_key_checks = 0")
+            self.conn.commit()
+
+    # -- dialect differences ---------------------------------------------------------------
+    def upsert_sql(self, table: TableId, cols: Sequence[str], key: Sequence[str]) -> str:
+        non_key = [c for c in cols if c not in key] or [key[0]]
+        return (
+            f"INSERT INTO {qtable(table)} ({', '.join(map(quote, cols))})"
+            f" VALUES ({', '.join(['%s'] * len(cols))}) AS new"
+            f" ON DUPLICATE KEY UPDATE {', '.join(f'{quote(c)} = new.{quote(c)}' for c in non_key)}"
+        )
+
+    # -- catalog ---------------------------------------------------------------------------
+    def ensure_state(self) -> None:
+        with self._guard():
+            with self.conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {quote(self.state_schema)}")
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {quote(self.state_schema)}.checkpoints ("
+                    " flow VARCHAR(64) NOT NULL PRIMARY KEY,"
+                    " position TEXT NOT NULL,"
+                    " source_commit_time DATETIME(6) NULL,"
+                    " changes_applied BIGINT NOT NULL DEFAULT 0,"
+                    " transactions_applied BIGINT NOT NULL DEFAULT 0,"
+                    " updated_at DATETIME(6) NOT NULL"
+                    ") ENGINE=InnoDB"
+                )
+            self.conn.commit()
+
+    def describe(self, table: TableId) -> TableInfo | None:
+        with self._guard():
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES' FROM information_schema.COLUMNS"
+                    " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+                    (table.schema, table.name),
+                )
+                cols = tuple(ColumnInfo(str(r[0]), str(r[1]), bool(r[2])) for r in cur.fetchall())
+                if not cols:
+                    self.conn.commit()
+                    return None
+                cur.execute(
+                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE"
+                    " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'"
+                    " ORDER BY ORDINAL_POSITION",
+                    (table.schema, table.name),
+                )
+                pk = tuple(str(r[0]) for r in cur.fetchall())
+                # MariaDB's JSON is LONGTEXT with a json_valid() check: report it as json.
+                cur.execute(
+                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+                    " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                    (table.schema, table.name),
+                )
+                checks = " ".join(str(r[0]) for r in cur.fetchall()).lower()
+                cols = tuple(
+                    ColumnInfo(c.name, "json", c.nullable)
+                    if f"json_valid(`{c.name.lower()}`)" in checks
+                    else c
+                    for c in cols
+                )
+            self.conn.commit()
+        self._columns[table] = {c.name: c for c in cols}
+        return TableInfo(table, cols, pk)
+
+    def read_checkpoint(self, flow: str) -> Checkpoint | None:
+        with self._guard():
+            with self.conn.cursor() as cur:
+                cur.execute(
+                    "SELECT position, source_commit_time, changes_applied, transactions_applied,"
+                    f" updated_at FROM {quote(self.state_schema)}.checkpoints WHERE flow = %s",
+                    (flow,),
+                )
+                row = cur.fetchone()
+            self.conn.commit()
+        if row is None:
+            return None
+        utc = timezone.utc
+        return Checkpoint(
+            flow,
+            row[0],
+            row[1].replace(tzinfo=utc) if row[1] else None,
+            int(row[2]),
+            int(row[3]),
+            row[4].replace(tzinfo=utc) if row[4] else None,
+        )
+
+    # -- writing ---------------------------------------------------------------------------
+    def apply(self, ops: list[TableOps]) -> None:
+        with self._guard(), self.conn.cursor() as cur:
+            for o in ops:
+                if o.truncate:
+                    # TRUNCATE commits implicitly in MySQL; DELETE keeps it inside our transaction.
+                    cur.execute(f"DELETE FROM {qtable(o.mapping.target)}")
+            for o in ops:
+                table, key = o.mapping.target, o.mapping.target_key
+                if o.deletes:
+                    self._delete(cur, table, key, o.deletes)
+                for cols, rows in _group_by_columns(o.upserts):
+                    cur.executemany(self.upsert_sql(table, cols, key), self._params(table, cols, rows))
+                for cols, rows in _group_by_columns(o.updates):
+                    set_cols = [c for c in cols if c not in key]
+                    if not set_cols:
+                        continue
+                    stmt = (
+                        f"UPDATE {qtable(table)} SET {', '.join(f'{quote(c)} = %s' for c in set_cols)}"
+                        f" WHERE {' AND '.join(f'{quote(c)} = %s' for c in key)}"
+                    )
+                    cur.executemany(stmt, self._params(table, [*set_cols, *key], rows))
+
+    def _converters(self, table: TableId, cols: Sequence[str]) -> list[Callable[[Any], Any]]:
+        known = self._columns.get(table, {})
+        out = []
+        for c in cols:
+            info = known.get(c)
+            if info is None:
+                raise SchemaError(f"target table {table} has no column {c!r}")
+            out.append(converter_for(info))
+        return out
+
+    def _params(self, table: TableId, cols: Sequence[str], rows: list[Row]) -> list[list[Any]]:
+        conv = self._converters(table, cols)
+        return [[f(row[c]) for c, f in zip(cols, conv)] for row in rows]
+
+    def _delete(self, cur: Any, table: TableId, key: Sequence[str], keys: list[tuple[object, ...]]) -> None:
+        conv = self._converters(table, key)
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            if len(key) == 1:
+                cond = f"{quote(key[0])} IN ({', '.join(['%s'] * len(chunk))})"
+                params: list[Any] = [conv[0](k[0]) for k in chunk]
+            else:
+                one = "(" + ", ".join(["%s"] * len(key)) + ")"
+                cond = f"({', '.join(map(quote, key))}) IN ({', '.join([one] * len(chunk))})"
+                params = [f(v) for k in chunk for f, v in zip(conv, k)]
+            cur.execute(f"DELETE FROM {qtable(table)} WHERE {cond}", params)
+
+    def commit(self, checkpoint: Checkpoint) -> None:
+        with self._guard(), self.conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {quote(self.state_schema)}.checkpoints (flow, position,"
+                " source_commit_time, changes_applied, transactions_applied, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))"
+                " ON DUPLICATE KEY UPDATE position = VALUES(position),"
+                " source_commit_time = VALUES(source_commit_time),"
+                " changes_applied = VALUES(changes_applied),"
+                " transactions_applied = VALUES(transactions_applied),"
+                " updated_at = VALUES(updated_at)",
+                (
+                    checkpoint.flow,
+                    checkpoint.position,
+                    _utc_naive(checkpoint.source_commit_time),
+                    checkpoint.changes_applied,
+                    checkpoint.transactions_applied,
+                ),
+            )
+            self.conn.commit()
+
+    def rollback(self) -> None:
+        try:
+            self.conn.rollback()
+        except pymysql.err.Error:
+            pass
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except pymysql.err.Error:
+            pass
+
+    def _guard(self) -> _Guard:
+        return _Guard(self)
+
+
+class MariaDBSink(MySQLSink):
+    """MariaDB: the upsert refers to the new row as ``VALUES(col)``."""
+
+    def upsert_sql(self, table: TableId, cols: Sequence[str], key: Sequence[str]) -> str:
+        non_key = [c for c in cols if c not in key] or [key[0]]
+        return (
+            f"INSERT INTO {qtable(table)} ({', '.join(map(quote, cols))})"
+            f" VALUES ({', '.join(['%s'] * len(cols))})"
+            f" ON DUPLICATE KEY UPDATE {', '.join(f'{quote(c)} = VALUES({quote(c)})' for c in non_key)}"
+        )
+
+
+def open_mysql_sink(url: str, state_schema: str) -> MySQLSink:
+    """MySQL or MariaDB, decided by the server's version string."""
+    probe = connect(url)
+    try:
+        with probe.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            row = cur.fetchone()
+            version = str(row[0]) if row else ""
+    finally:
+        probe.close()
+    cls = MariaDBSink if "mariadb" in version.lower() else MySQLSink
+    return cls(url, state_schema)
+
+
+class _Guard:
+    def __init__(self, sink: MySQLSink) -> None:
+        self.sink = sink
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None or not isinstance(exc, pymysql.err.Error):
+            return
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        msg = exc.args[1] if len(exc.args) > 1 else str(exc)
+        if isinstance(exc, pymysql.err.InterfaceError) or code in _TRANSIENT_CODES:
+            raise TransientError(f"lost the target connection: {msg}") from None
+        self.sink.rollback()
+        raise DataError(f"the target rejected a write: ({code}) {msg}") from None
+
+
+def _group_by_columns(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.items())
+

@@ -1,0 +1,337 @@
+"""The pipeline: the one place that orders apply, checkpoint and acknowledgement.
+
+For each flow: read the checkpoint from the target (the only truth), stream the source from
+there, net changes into a :class:`~replicator.batch.Batch`, and at a source-transaction boundary
+write the batch *and* the new checkpoint in one target transaction; only after that commit is
+the source acknowledged. A crash anywhere therefore either loses an uncommitted target
+transaction (re-streamed from the checkpoint) or leaves a committed one whose checkpoint
+already records it (never re-applied).
+
+Reading runs in a thread (:class:`Prefetcher`) feeding a small bounded queue, so decoding on
+the source side overlaps with the target's work while memory stays bounded.
+
+Transient errors (lost connections, restarting servers) close everything, wait with backoff and
+start over from the target's checkpoint; any other error stops the flow.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from .batch import Batch
+from .config import Config, FlowConfig
+from .errors import ReplicatorError, SchemaError, TransientError
+from .mapping import TableMapping
+from .protocols import Checkpoint, Sink, Source
+from .records import Begin, Change, Commit, Heartbeat, Item, Position, TableId
+
+log = structlog.get_logger("replicator")
+
+IDLE_CHECKPOINT_SECONDS = 10.0
+_END = object()
+
+
+def open_source(config: Config, flow: FlowConfig) -> Source:
+    from .pg.source import PostgresSource
+
+    return PostgresSource(config.systems[flow.source].url, flow.slot_name, flow.publication_name)
+
+
+def open_sink(config: Config, flow: FlowConfig) -> Sink:
+    system = config.systems[flow.target]
+    if system.engine == "postgresql":
+        from .pg.writer import PostgresSink
+
+        return PostgresSink(system.url, config.state_schema)
+    from .mysql.writer import open_mysql_sink
+
+    return open_mysql_sink(system.url, config.state_schema)
+
+
+class Prefetcher:
+    """Runs a source iterator in a thread; hands items over in chunks through a bounded queue."""
+
+    def __init__(self, items: Iterator[Item], interrupt: Callable[[], None], chunk: int = 1000, depth: int = 8) -> None:
+        self._items = items
+        self._interrupt = interrupt
+        self._chunk = chunk
+        self._queue: queue.Queue[object] = queue.Queue(depth)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="source-reader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        buf: list[Item] = []
+        try:
+            for item in self._items:
+                buf.append(item)
+                if len(buf) >= self._chunk or type(item) is Commit or type(item) is Heartbeat:
+                    self._put(buf)
+                    buf = []
+                if self._closed.is_set():
+                    return
+            self._put(buf)
+            self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+
+    def _put(self, value: object) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(value, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float) -> list[Item] | None:
+        """The next chunk; None on timeout; raises what the reader raised; [] never."""
+        try:
+            value = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if value is _END:
+            raise StopIteration
+        if isinstance(value, BaseException):
+            raise value
+        return value  # type: ignore[return-value]
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._interrupt()
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class FlowStats:
+    changes: int = 0
+    transactions: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+class FlowRunner:
+    """Runs one flow until stopped (or, with ``once``, until it caught up with the start)."""
+
+    def __init__(self, config: Config, flow: FlowConfig, *, once: bool = False, stop: threading.Event | None = None) -> None:
+        self.config = config
+        self.flow = flow
+        self.once = once
+        self.stop = stop or threading.Event()
+        self.stats = FlowStats()
+        self.log = log.bind(flow=flow.name)
+        self._stop_at: Position | None = None
+        self._crash_after = int(os.environ.get("REPLICATOR_TEST_CRASH_AFTER_COMMIT", "0"))
+
+    # -- outer loop: retries -----------------------------------------------------------------
+    def run(self) -> None:
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                if self._session():
+                    return
+                delay = 1.0
+            except TransientError as exc:
+                self.log.warning("connection problem, retrying", error=str(exc), retry_in_s=delay)
+                if self.stop.wait(delay):
+                    return
+                delay = min(delay * 2, 30.0)
+
+    # -- one connected session ---------------------------------------------------------------
+    def _session(self) -> bool:
+        """Returns True when the flow is finished (``--once`` caught up, or stopped)."""
+        sink = open_sink(self.config, self.flow)
+        source: Source | None = None
+        try:
+            source = open_source(self.config, self.flow)
+            sink.ensure_state()
+            mappings, widths = self._bind(source, sink)
+            source.prepare([m.source for m in mappings.values()])
+            checkpoint = sink.read_checkpoint(self.flow.name)
+            start = source.parse_position(checkpoint.position) if checkpoint else None
+            if self.once and self._stop_at is None:
+                self._stop_at = source.current_position()
+            return self._stream(source, sink, checkpoint, start, mappings, widths)
+        finally:
+            sink.rollback()
+            sink.close()
+            if source is not None:
+                source.close()
+
+    def _bind(self, source: Source, sink: Sink) -> tuple[dict[TableId, TableMapping], dict[TableId, int]]:
+        """Check every table on both sides before anything is written."""
+        mappings: dict[TableId, TableMapping] = {}
+        widths: dict[TableId, int] = {}
+        for table in self.flow.tables:
+            src = self.config.source_table(self.flow, table)
+            dst = self.config.target_table(self.flow, table)
+            src_info = source.describe(src)
+            if src_info is None:
+                raise SchemaError(f"flow {self.flow.name}: source table {src} does not exist")
+            dst_info = sink.describe(dst)
+            if dst_info is None:
+                raise SchemaError(
+                    f"flow {self.flow.name}: target table {dst} does not exist: create it first"
+                )
+            mapping = TableMapping(src, dst, table.columns)
+            mapping.bind(src_info, dst_info)
+            mappings[src] = mapping
+            widths[src] = len(src_info.columns)
+        return mappings, widths
+
+    def _stream(
+        self,
+        source: Source,
+        sink: Sink,
+        checkpoint: Checkpoint | None,
+        start: Position | None,
+        mappings: dict[TableId, TableMapping],
+        widths: dict[TableId, int],
+    ) -> bool:
+        flow = self.flow
+        max_rows = flow.batch.max_rows
+        max_delay = flow.batch.max_delay_ms / 1000
+        changes_total = checkpoint.changes_applied if checkpoint else 0
+        txns_total = checkpoint.transactions_applied if checkpoint else 0
+        committed_pos: Position | None = start
+        if self._stop_at is not None and start is not None and start >= self._stop_at:
+            return True
+
+        batch = Batch()
+        pending_changes = 0  # changes of complete, uncommitted source transactions
+        pending_txns = 0
+        txn_changes = 0  # changes of the source transaction in progress
+        in_txn = False
+        position: Position | None = committed_pos  # the newest transaction-boundary position
+        commit_time: datetime | None = checkpoint.source_commit_time if checkpoint else None
+        oldest_pending = 0.0
+        last_checkpoint_write = time.monotonic()
+
+        def commit() -> None:
+            nonlocal pending_changes, pending_txns, changes_total, txns_total, committed_pos
+            nonlocal last_checkpoint_write
+            t0 = time.perf_counter()
+            ops = batch.drain()
+            if ops:
+                sink.apply(ops)
+            changes_total += pending_changes
+            txns_total += pending_txns
+            assert position is not None
+            sink.commit(
+                Checkpoint(flow.name, source.format_position(position), commit_time, changes_total, txns_total)
+            )
+            self.stats.batches += 1
+            if self._crash_after and self.stats.batches >= self._crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: crash between commit and ack
+            source.acknowledge(position)
+            committed_pos = position
+            last_checkpoint_write = time.monotonic()
+            if pending_changes:
+                self.stats.changes += pending_changes
+                self.stats.transactions += pending_txns
+                self.log.info(
+                    "applied batch",
+                    changes=pending_changes,
+                    transactions=pending_txns,
+                    position=source.format_position(position),
+                    ms=round((time.perf_counter() - t0) * 1000, 1),
+                )
+            pending_changes = pending_txns = 0
+
+        reader = Prefetcher(source.stream(start, self._stop_at), getattr(source, "interrupt", lambda: None))
+        try:
+            while True:
+                if self.stop.is_set():
+                    if not in_txn and position != committed_pos:
+                        commit()
+                    return True
+                if pending_txns:
+                    wait = max(0.0, oldest_pending + max_delay - time.monotonic())
+                else:
+                    wait = 0.5
+                try:
+                    chunk = reader.get(timeout=wait)
+                except StopIteration:
+                    if position != committed_pos:
+                        commit()
+                    return True
+                if chunk is None:
+                    if pending_txns and time.monotonic() - oldest_pending >= max_delay:
+                        commit()
+                    continue
+                for item in chunk:
+                    kind = type(item)
+                    if kind is Change:
+                        mapping = mappings.get(item.table)  # type: ignore[union-attr]
+                        if mapping is None:
+                            continue
+                        batch.add(item, mapping, widths[item.table])  # type: ignore[arg-type, union-attr]
+                        txn_changes += 1
+                        if batch.size >= max_rows and in_txn:
+                            sink.apply(batch.drain())  # bounded memory inside big transactions
+                    elif kind is Begin:
+                        in_txn = True
+                        txn_changes = 0
+                    elif kind is Commit:
+                        in_txn = False
+                        position = item.position  # type: ignore[union-attr]
+                        commit_time = item.commit_time  # type: ignore[union-attr]
+                        if txn_changes:
+                            if not pending_txns:
+                                oldest_pending = time.monotonic()
+                            pending_changes += txn_changes
+                            pending_txns += 1
+                        if pending_changes >= max_rows or (
+                            pending_txns and time.monotonic() - oldest_pending >= max_delay
+                        ):
+                            commit()
+                    elif kind is Heartbeat and not in_txn:
+                        hb = item.position  # type: ignore[union-attr]
+                        if position is None or hb > position:
+                            position = hb
+                        if not pending_txns and position != committed_pos and (
+                            self.once or time.monotonic() - last_checkpoint_write >= IDLE_CHECKPOINT_SECONDS
+                        ):
+                            commit()
+        finally:
+            reader.close()
+
+
+def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: threading.Event) -> list[tuple[str, BaseException]]:
+    """Run flows in threads until they finish or ``stop`` is set; returns the failures."""
+    failures: list[tuple[str, BaseException]] = []
+    lock = threading.Lock()
+
+    def target(flow: FlowConfig) -> None:
+        try:
+            FlowRunner(config, flow, once=once, stop=stop).run()
+        except BaseException as exc:
+            with lock:
+                failures.append((flow.name, exc))
+            if not isinstance(exc, ReplicatorError):
+                log.exception("flow crashed", flow=flow.name)
+            else:
+                log.error("flow stopped", flow=flow.name, error=str(exc))
+
+    threads = [threading.Thread(target=target, args=(f,), name=f"flow-{f.name}") for f in flows]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.5)
+    return failures

@@ -1,0 +1,75 @@
+"""Interfaces between the pipeline and the databases.
+
+A :class:`Sink` owns a target connection and its DML; the pipeline owns the ordering: it opens
+a target transaction, applies netted batches, writes the checkpoint *in that transaction*,
+commits, and only then acknowledges the source. Sources and sinks never decide that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from .batch import TableOps
+from .mapping import TableInfo
+from .records import Item, Position, TableId
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where a flow stands, as committed on its target."""
+
+    flow: str
+    position: str  # the source's own textual form (LSN '0/16B3748', GTID set, …)
+    source_commit_time: datetime | None
+    changes_applied: int
+    transactions_applied: int
+    updated_at: datetime | None = None
+
+
+class Sink(Protocol):
+    """A target database. Every write must be idempotent (upsert/delete by key)."""
+
+    def ensure_state(self) -> None:
+        """Create the state schema/tables if missing."""
+
+    def read_checkpoint(self, flow: str) -> Checkpoint | None: ...
+
+    def describe(self, table: TableId) -> TableInfo | None:
+        """The target table's columns and key, or None if it does not exist."""
+
+    def apply(self, ops: list[TableOps]) -> None:
+        """Write netted operations inside the open transaction (opened implicitly)."""
+
+    def commit(self, checkpoint: Checkpoint) -> None:
+        """Store the checkpoint in the open transaction and commit it."""
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Source(Protocol):
+    """A database log, read from a position onwards."""
+
+    def describe(self, table: TableId) -> TableInfo | None: ...
+
+    def prepare(self, tables: list[TableId]) -> None:
+        """Create what streaming needs (publication, slot) if missing."""
+
+    def current_position(self) -> Position:
+        """The end of the source's log now (for lag and ``run --once``)."""
+
+    def stream(self, start: Position | None, stop_at: Position | None) -> Iterator[Item]:
+        """Committed transactions after ``start``; Heartbeats while idle; ends at ``stop_at``."""
+
+    def acknowledge(self, position: Position) -> None:
+        """The target durably holds everything up to ``position``: the source may discard it."""
+
+    def format_position(self, position: Position) -> str: ...
+
+    def parse_position(self, text: str) -> Position: ...
+
+    def close(self) -> None: ...
