@@ -15,7 +15,7 @@ from .errors import ReplicatorError
 from .mapping import TableMapping
 from .pipeline import open_sink
 from .pg.catalog import describe_table
-from .pg.source import connect as pg_connect
+from .pg.conn import connect
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def check_config(config: Config) -> tuple[list[str], list[Problem]]:
 def _check_pg_source(config: Config, name: str, ok: list[str], problems: list[Problem]) -> bool:
     where = f"system {name}"
     try:
-        conn = pg_connect(config.systems[name].url)
+        conn = connect(config.systems[name].url, "source")
     except ReplicatorError as exc:
         problems.append(Problem(where, str(exc), "check the URL, the user's password and that the server runs"))
         return False
@@ -79,7 +79,7 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
     source_conn: psycopg.Connection[tuple[object, ...]] | None = None
     if source_ok:
         try:
-            source_conn = pg_connect(config.systems[flow.source].url)
+            source_conn = connect(config.systems[flow.source].url, "source")
         except ReplicatorError:
             source_conn = None
     try:

@@ -26,6 +26,7 @@ from ..errors import CheckFailed, ReplicatorError, TransientError
 from ..mapping import TableInfo
 from ..records import Begin, Commit, Heartbeat, Item, Position, TableId
 from .catalog import describe_table
+from .conn import connect
 from .pgoutput import PgOutputDecoder, lsn_to_str, str_to_lsn
 
 _XLOG = struct.Struct(">QQQ")
@@ -44,17 +45,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def connect(url: str, **kwargs: object) -> psycopg.Connection[tuple[object, ...]]:
-    """Connect, translating failures: bad credentials are fatal, the rest transient."""
-    try:
-        return psycopg.connect(url, autocommit=True, connect_timeout=10, **kwargs)  # type: ignore[arg-type]
-    except psycopg.OperationalError as exc:
-        msg = _first_line(exc)
-        if "password authentication failed" in msg or "does not exist" in msg or "no password" in msg:
-            raise ReplicatorError(f"cannot connect to the source: {msg}") from None
-        raise TransientError(f"cannot connect to the source: {msg}") from None
-
-
 class PostgresSource:
     """One flow's view of a PostgreSQL database: its slot and its publication."""
 
@@ -70,7 +60,7 @@ class PostgresSource:
     @property
     def conn(self) -> psycopg.Connection[tuple[object, ...]]:
         if self._conn is None or self._conn.closed:
-            self._conn = connect(self.url)
+            self._conn = connect(self.url, "source")
         return self._conn
 
     def _run(self, query: str | sql.Composable, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
@@ -169,16 +159,13 @@ class PostgresSource:
         start_lsn = int(start or 0)
         with self._ack_lock:
             self._ack = max(self._ack, start_lsn)
-        try:
-            repl = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=10,
-                replication="database",
-                options="-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=3",
-            )
-        except psycopg.OperationalError as exc:
-            raise TransientError(f"cannot open the replication connection: {_first_line(exc)}") from None
+        repl = connect(
+            self.url,
+            "source (replication connection)",
+            replication="database",
+            options="-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres"
+            " -c extra_float_digits=3 -c client_encoding=UTF8",
+        )
         try:
             yield from self._stream(repl, start_lsn, stop_at)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:

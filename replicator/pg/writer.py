@@ -25,6 +25,7 @@ from ..mapping import TableInfo
 from ..protocols import Checkpoint
 from ..records import Row, TableId
 from .catalog import describe_table
+from .conn import connect
 
 STAGE_THRESHOLD = 64
 
@@ -55,10 +56,7 @@ class PostgresSink:
     def __init__(self, url: str, state_schema: str = "_replicator") -> None:
         self.url = url
         self.state_schema = state_schema
-        try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise TransientError(f"cannot connect to the target: {_first_line(exc)}") from None
+        self.conn = connect(url, "target")
         self._types: dict[TableId, dict[str, tuple[int, str]]] = {}
         self._stages: dict[tuple[TableId, tuple[str, ...]], sql.Identifier] = {}
         try:
