@@ -24,26 +24,29 @@ _UPSERT, _UPDATE, _DELETE = 0, 1, 2
 
 @dataclass
 class TableOps:
-    """What to do on one target table, in this order: truncate, deletes, upserts, updates."""
+    """What to do on one target table, in this order: truncate, deletes, upserts, updates,
+    then rekeys (``UPDATE … SET key = new, columns … WHERE key = old``)."""
 
     mapping: TableMapping
     truncate: bool = False
     deletes: list[tuple[object, ...]] = field(default_factory=list)
     upserts: list[Row] = field(default_factory=list)
     updates: list[Row] = field(default_factory=list)
+    rekeys: list[tuple[tuple[object, ...], Row]] = field(default_factory=list)
 
 
 class Batch:
     def __init__(self) -> None:
         self._tables: dict[TableId, tuple[TableMapping, dict[tuple[object, ...], tuple[int, Row | None]]]] = {}
         self._truncated: set[TableId] = set()
+        self._done: list[TableOps] = []  # earlier segments, kept in order (see _rekey)
         self.size = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, change: Change, mapping: TableMapping, full_width: int) -> None:
-        """Net one change into the buffer. ``full_width`` = columns a complete source row has."""
+    def add(self, change: Change, mapping: TableMapping) -> None:
+        """Net one change into the buffer."""
         target = mapping.target
         entry = self._tables.get(target)
         if entry is None:
@@ -70,8 +73,16 @@ class Batch:
         if change.before is not None:
             old_key = _key(mapping.map_row(change.before), key_cols, mapping)
             if old_key != new_key:
+                if change.partial:
+                    held = rows.get(old_key)
+                    if held is None or held[0] != _UPSERT:
+                        self._rekey(mapping, old_key, row)
+                        return
+                    row = {**held[1], **row}  # type: ignore[dict-item]  # the full row we hold completes it
                 self._put(rows, old_key, (_DELETE, None))
-        if len(row) >= full_width:
+                self._put(rows, new_key, (_UPSERT, row))
+                return
+        if not change.partial:
             self._put(rows, new_key, (_UPSERT, row))
             return
         # A partial row (unchanged TOAST values left out): merge into what we hold for the key.
@@ -90,8 +101,22 @@ class Batch:
             self.size += 1
         rows[key] = value
 
+    def _rekey(self, mapping: TableMapping, old_key: tuple[object, ...], row: Row) -> None:
+        """A key change whose new row is partial (unchanged TOAST values left out): the row
+        must be moved on the target itself, so everything before it is closed off as a
+        segment and the move is applied in order."""
+        self._done.extend(self._drain_current())
+        self._done.append(TableOps(mapping, rekeys=[(old_key, row)]))
+        self.size += 1
+
     def drain(self) -> list[TableOps]:
-        """The netted operations per table, and an empty buffer."""
+        """The netted operations, in order, and an empty buffer."""
+        out = self._done + self._drain_current()
+        self._done = []
+        self.size = 0
+        return out
+
+    def _drain_current(self) -> list[TableOps]:
         out: list[TableOps] = []
         for target, (mapping, rows) in self._tables.items():
             ops = TableOps(mapping, truncate=target in self._truncated)
@@ -106,7 +131,6 @@ class Batch:
                 out.append(ops)
         self._tables.clear()
         self._truncated.clear()
-        self.size = 0
         return out
 
 

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
-
 from .config import Config, FlowConfig
 from .errors import ReplicatorError
 from .mapping import TableMapping
-from .pipeline import open_sink
-from .pg.catalog import describe_table
+from .pipeline import open_sink, open_source
 from .pg.conn import connect
 
 
@@ -29,11 +26,12 @@ def check_config(config: Config) -> tuple[list[str], list[Problem]]:
     """Returns (passed checks, problems)."""
     ok: list[str] = []
     problems: list[Problem] = []
-    pg_ok: dict[str, bool] = {}
+    source_ok: dict[str, bool] = {}
     for flow in config.flows:
-        if flow.source not in pg_ok:
-            pg_ok[flow.source] = _check_pg_source(config, flow.source, ok, problems)
-        _check_flow(config, flow, pg_ok[flow.source], ok, problems)
+        if flow.source not in source_ok:
+            check = _check_pg_source if config.systems[flow.source].engine == "postgresql" else _check_mysql_source
+            source_ok[flow.source] = check(config, flow.source, ok, problems)
+        _check_flow(config, flow, source_ok[flow.source], ok, problems)
     return ok, problems
 
 
@@ -42,7 +40,7 @@ def _check_pg_source(config: Config, name: str, ok: list[str], problems: list[Pr
     try:
         conn = connect(config.systems[name].url, "source")
     except ReplicatorError as exc:
-        problems.append(Problem(where, str(exc), "check the URL, the user's password and that the server runs"))
+        problems.append(Problem(where, str(exc), _CONNECT_FIX))
         return False
     with conn:
         wal_level = str(conn.execute("SHOW wal_level").fetchone()[0])  # type: ignore[index]
@@ -67,37 +65,62 @@ def _check_pg_source(config: Config, name: str, ok: list[str], problems: list[Pr
     return True
 
 
+def _check_mysql_source(config: Config, name: str, ok: list[str], problems: list[Problem]) -> bool:
+    from .mysql.source import binlog_problems
+    from .mysql.writer import connect as mysql_connect
+
+    where = f"system {name}"
+    try:
+        conn = mysql_connect(config.systems[name].url)
+    except ReplicatorError as exc:
+        problems.append(Problem(where, str(exc), _CONNECT_FIX))
+        return False
+    try:
+        found = binlog_problems(conn)
+        for what, fix in found:
+            problems.append(Problem(where, what, fix))
+        if not found:
+            ok.append(f"{where}: binlog on, ROW format, FULL row image and metadata")
+        with conn.cursor() as cur:
+            cur.execute("SHOW GRANTS")
+            grants = " ".join(str(r[0]) for r in cur.fetchall()).upper()
+        if "ALL PRIVILEGES ON *.*" in grants or "REPLICATION SLAVE" in grants or "REPLICATION REPLICA" in grants:
+            ok.append(f"{where}: user may read the binlog")
+        else:
+            problems.append(
+                Problem(where, "the user lacks the REPLICATION SLAVE privilege", "GRANT REPLICATION SLAVE ON *.* TO <user>")
+            )
+    finally:
+        conn.close()
+    return True
+
+
+_CONNECT_FIX = "check the URL, the user's password and that the server runs"
+
+
 def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str], problems: list[Problem]) -> None:
     where = f"flow {flow.name}"
     sink = None
     try:
         sink = open_sink(config, flow)
     except ReplicatorError as exc:
-        problems.append(
-            Problem(f"system {flow.target}", str(exc), "check the URL, the user's password and that the server runs")
-        )
-    source_conn: psycopg.Connection[tuple[object, ...]] | None = None
-    if source_ok:
-        try:
-            source_conn = connect(config.systems[flow.source].url, "source")
-        except ReplicatorError:
-            source_conn = None
+        problems.append(Problem(f"system {flow.target}", str(exc), _CONNECT_FIX))
+    source = open_source(config, flow) if source_ok else None
     try:
         for table in flow.tables:
             src = config.source_table(flow, table)
             dst = config.target_table(flow, table)
-            src_info = describe_table(source_conn, src) if source_conn is not None else None
-            if source_conn is not None:
+            src_info = source.describe(src) if source is not None else None
+            if source is not None:
                 if src_info is None:
                     problems.append(Problem(where, f"source table {src} does not exist", "create it or fix 'tables[].source'"))
                 elif not src_info.primary_key and src_info.replica_identity not in ("f", "i"):
-                    problems.append(
-                        Problem(
-                            where,
-                            f"source table {src} has no primary key or replica identity",
-                            f"add a primary key, or ALTER TABLE {src} REPLICA IDENTITY FULL",
-                        )
+                    fix = (
+                        f"add a primary key, or ALTER TABLE {src} REPLICA IDENTITY FULL"
+                        if config.systems[flow.source].engine == "postgresql"
+                        else f"add a primary key to {src}"
                     )
+                    problems.append(Problem(where, f"source table {src} has no primary key or replica identity", fix))
                 else:
                     ok.append(f"{where}: source table {src} has a key")
             if sink is None:
@@ -115,5 +138,5 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
     finally:
         if sink is not None:
             sink.close()
-        if source_conn is not None:
-            source_conn.close()
+        if source is not None:
+            source.close()

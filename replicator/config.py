@@ -67,6 +67,8 @@ class FlowConfig(_Model):
     batch: BatchConfig = BatchConfig()
     slot: str | None = None
     publication: str | None = None
+    server_id: int | None = Field(default=None, ge=1, le=4294967295)
+    zero_dates: Literal["error", "null"] = "error"
 
     @field_validator("name")
     @classmethod
@@ -108,12 +110,6 @@ class Config(_Model):
                     )
             if flow.source == flow.target:
                 raise _PathError(f"flows[{i}].target", "source and target are the same system")
-            if self.systems[flow.source].engine != "postgresql":
-                raise _PathError(
-                    f"flows[{i}].source",
-                    f"system {flow.source!r} is {self.systems[flow.source].engine}: only"
-                    " PostgreSQL sources are supported in this version",
-                )
             targets: set[str] = set()
             for j, table in enumerate(flow.tables):
                 src = self.source_table(flow, table)

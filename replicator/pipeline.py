@@ -41,9 +41,14 @@ _END = object()
 
 
 def open_source(config: Config, flow: FlowConfig) -> Source:
-    from .pg.source import PostgresSource
+    system = config.systems[flow.source]
+    if system.engine == "postgresql":
+        from .pg.source import PostgresSource
 
-    return PostgresSource(config.systems[flow.source].url, flow.slot_name, flow.publication_name)
+        return PostgresSource(system.url, flow.slot_name, flow.publication_name)
+    from .mysql.source import MySQLSource
+
+    return MySQLSource(system.url, flow.name, server_id=flow.server_id, zero_dates=flow.zero_dates)
 
 
 def open_sink(config: Config, flow: FlowConfig) -> Sink:
@@ -160,23 +165,30 @@ class FlowRunner:
         try:
             source = open_source(self.config, self.flow)
             sink.ensure_state()
-            mappings, widths = self._bind(source, sink)
+            mappings = self._bind(source, sink)
             source.prepare([m.source for m in mappings.values()])
             checkpoint = sink.read_checkpoint(self.flow.name)
-            start = source.parse_position(checkpoint.position) if checkpoint else None
+            if checkpoint is None:
+                # Record where this flow starts before streaming, so that changes made while
+                # it is down are never skipped (the snapshot phase will replace this).
+                first = source.initial_position()
+                checkpoint = Checkpoint(self.flow.name, source.format_position(first), None, 0, 0)
+                sink.commit(checkpoint)
+                checkpoint = sink.read_checkpoint(self.flow.name)
+                assert checkpoint is not None
+            start = source.parse_position(checkpoint.position)
             if self.once and self._stop_at is None:
                 self._stop_at = source.current_position()
-            return self._stream(source, sink, checkpoint, start, mappings, widths)
+            return self._stream(source, sink, checkpoint, start, mappings)
         finally:
             sink.rollback()
             sink.close()
             if source is not None:
                 source.close()
 
-    def _bind(self, source: Source, sink: Sink) -> tuple[dict[TableId, TableMapping], dict[TableId, int]]:
+    def _bind(self, source: Source, sink: Sink) -> dict[TableId, TableMapping]:
         """Check every table on both sides before anything is written."""
         mappings: dict[TableId, TableMapping] = {}
-        widths: dict[TableId, int] = {}
         for table in self.flow.tables:
             src = self.config.source_table(self.flow, table)
             dst = self.config.target_table(self.flow, table)
@@ -191,8 +203,7 @@ class FlowRunner:
             mapping = TableMapping(src, dst, table.columns)
             mapping.bind(src_info, dst_info)
             mappings[src] = mapping
-            widths[src] = len(src_info.columns)
-        return mappings, widths
+        return mappings
 
     def _stream(
         self,
@@ -201,7 +212,6 @@ class FlowRunner:
         checkpoint: Checkpoint | None,
         start: Position | None,
         mappings: dict[TableId, TableMapping],
-        widths: dict[TableId, int],
     ) -> bool:
         flow = self.flow
         max_rows = flow.batch.max_rows
@@ -280,7 +290,7 @@ class FlowRunner:
                         mapping = mappings.get(item.table)  # type: ignore[union-attr]
                         if mapping is None:
                             continue
-                        batch.add(item, mapping, widths[item.table])  # type: ignore[arg-type, union-attr]
+                        batch.add(item, mapping)  # type: ignore[arg-type]
                         txn_changes += 1
                         if batch.size >= max_rows and in_txn:
                             sink.apply(batch.drain())  # bounded memory inside big transactions

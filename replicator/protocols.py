@@ -59,6 +59,9 @@ class Source(Protocol):
     def prepare(self, tables: list[TableId]) -> None:
         """Create what streaming needs (publication, slot) if missing."""
 
+    def initial_position(self) -> Position:
+        """Where a flow without checkpoint starts: the slot's start / the log's end now."""
+
     def current_position(self) -> Position:
         """The end of the source's log now (for lag and ``run --once``)."""
 

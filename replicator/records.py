@@ -46,7 +46,8 @@ class Change:
     ``key`` holds the primary-key columns identifying the row *before* the change for updates
     and deletes (the old key), and the new row's key for inserts. ``after`` is ``None`` for
     deletes and truncates; ``before`` is whatever the source sent (key only, full old row, or
-    ``None``).
+    ``None``). ``partial`` marks an update whose ``after`` row leaves columns out: writers then
+    update just the columns it has (an upsert would need every column).
     """
 
     op: str
@@ -54,6 +55,7 @@ class Change:
     key: Row | None
     before: Row | None
     after: Row | None
+    partial: bool = False  # ``after`` lacks columns the source did not send (unchanged TOAST)
 
 
 Position = Any

@@ -8,7 +8,6 @@ from replicator.records import Change, TableId
 
 SRC = TableId("public", "items")
 DST = TableId("crm", "things")
-WIDTH = 3  # id, name, big
 
 
 def mapping() -> TableMapping:
@@ -30,7 +29,7 @@ def upd(i: int, name: str, big: str | None = "B", old: int | None = None) -> Cha
     if big is not None:
         row["big"] = big
     before = {"id": old} if old is not None else None
-    return Change("u", SRC, {"id": old if old is not None else i}, before, row)
+    return Change("u", SRC, {"id": old if old is not None else i}, before, row, partial=big is None)
 
 
 def dele(i: int) -> Change:
@@ -41,7 +40,7 @@ def run(*changes: Change) -> list[TableOps]:
     m = mapping()
     b = Batch()
     for c in changes:
-        b.add(c, m, WIDTH)
+        b.add(c, m)
     ops = b.drain()
     assert len(b) == 0
     return ops
@@ -95,8 +94,23 @@ def test_size_counts_distinct_keys_for_flushing() -> None:
     m = mapping()
     b = Batch()
     for i in range(10):
-        b.add(ins(i, "a"), m, WIDTH)
-    b.add(upd(3, "z"), m, WIDTH)
+        b.add(ins(i, "a"), m)
+    b.add(upd(3, "z"), m)
     assert len(b) == 10
-    b.add(Change("t", SRC, None, None, None), m, WIDTH)
+    b.add(Change("t", SRC, None, None, None), m)
     assert len(b) == 0
+
+
+def test_partial_key_change_of_a_row_held_in_full_becomes_delete_and_upsert() -> None:
+    ops = run(ins(1, "a", big="BIG"), upd(7, "b", big=None, old=1))
+    assert summary(ops) == [(False, [(1,)], [{"id": 7, "title": "b", "big": "BIG"}], [])]
+
+
+def test_partial_key_change_of_an_unknown_row_is_an_ordered_rekey() -> None:
+    # The target holds the old row with its big value; only an in-place key move keeps it.
+    ops = run(ins(2, "x"), upd(1, "p", big=None), upd(9, "q", big=None, old=1), upd(9, "r", big=None), dele(2))
+    assert [(o.truncate, o.deletes, o.upserts, o.updates, o.rekeys) for o in ops] == [
+        (False, [], [{"id": 2, "title": "x", "big": "B"}], [{"id": 1, "title": "p"}], []),
+        (False, [], [], [], [((1,), {"id": 9, "title": "q"})]),
+        (False, [(2,)], [], [{"id": 9, "title": "r"}], []),
+    ]

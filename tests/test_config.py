@@ -80,7 +80,8 @@ def test_missing_environment_variable_names_the_key_path(monkeypatch: pytest.Mon
         (("url: mysql://root@127.0.0.1:3306/crm", "url: redis://x/0"), "config error at systems.crm.url: unsupported URL scheme 'redis'"),
         (("url: mysql://root@127.0.0.1:3306/crm", "url: mysql://root@127.0.0.1:3306"), "config error at systems.crm.url: the URL names no database"),
         (("      - source: orders\n", "      - source: customers\n"), "config error at flows[0].tables[1].source: public.customers is listed twice"),
-        (("    source: shop\n    target: crm\n", "    source: crm\n    target: shop\n"), "config error at flows[0].source: system 'crm' is mysql: only PostgreSQL sources"),
+        (("    source: shop\n    target: crm\n", "    source: shop\n    target: shop\n"), "config error at flows[0].target: source and target are the same system"),
+        (("    target: crm\n", "    target: crm\n    zero_dates: zero\n"), "config error at flows[0].zero_dates: Input should be 'error' or 'null'"),
     ],
 )
 def test_invalid_config_errors_name_the_key_path(change: tuple[str, str], expected: str) -> None:

@@ -438,7 +438,7 @@ EXPECTED_CAPTURED: list[Item] = [
     Commit(0x15518D8, at(50, 68991)),
     # UPDATE inv.items SET qty = 11: the TOASTed doc is unchanged ('u'): absent, not None.
     Begin(736, at(50, 69308)),
-    Change("u", ITEMS, {"sku": "A-1", "wh": 1}, None, {"sku": "A-1", "wh": 1, "qty": 11}),
+    Change("u", ITEMS, {"sku": "A-1", "wh": 1}, None, {"sku": "A-1", "wh": 1, "qty": 11}, partial=True),
     Commit(0x15519A0, at(50, 69308)),
     # UPDATE inv.items SET wh = 2: key change -> old key 'K'; qty/doc arrive as 'n' there.
     Begin(737, at(50, 69660)),
@@ -448,6 +448,7 @@ EXPECTED_CAPTURED: list[Item] = [
         {"sku": "A-1", "wh": 1},
         {"sku": "A-1", "wh": 1},
         {"sku": "A-1", "wh": 2, "qty": 11},
+        partial=True,
     ),
     Commit(0x1551AB8, at(50, 69660)),
     Begin(738, at(50, 69844)),
@@ -918,6 +919,7 @@ def test_update_with_old_key_keeps_only_identity_columns() -> None:
             {"sku": "A", "wh": 1},  # the OLD key identifies the row
             {"sku": "A", "wh": 1},  # qty/doc were 'n' in the old tuple: not NULLs, left out
             {"sku": "B", "wh": 2, "qty": 6},  # doc unchanged TOAST: absent
+            partial=True,
         )
     ]
 
@@ -980,7 +982,7 @@ def test_several_unchanged_toast_columns_and_key_unchanged() -> None:
     decoder = in_tx(KEYED_REL)
     [change] = decoder.decode(msg_update(KEYED, [UNCHANGED, "1", "3", UNCHANGED]))
     # A TOASTed key column left unchanged is absent from both the row and the key.
-    assert change == Change("u", KTBL, {"wh": 1}, None, {"wh": 1, "qty": 3})
+    assert change == Change("u", KTBL, {"wh": 1}, None, {"wh": 1, "qty": 3}, partial=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1095,7 +1097,7 @@ def test_all_types_in_one_row() -> None:
     del expected["c1"]
     expected["c0"] = None
     out = decoder.decode(msg_update(REL, texts))
-    assert normalize(out) == normalize([Change("u", wide, {"id": 1}, None, expected)])
+    assert normalize(out) == normalize([Change("u", wide, {"id": 1}, None, expected, partial=True)])
 
 
 def test_unknown_type_oid_loads_as_text() -> None:

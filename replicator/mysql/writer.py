@@ -26,6 +26,7 @@ from ..mapping import ColumnInfo, TableInfo
 from ..protocols import Checkpoint
 from ..records import Row, TableId
 from ..urls import parse
+from .catalog import describe_table
 
 _TRANSIENT_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
@@ -134,39 +135,11 @@ class MySQLSink:
 
     def describe(self, table: TableId) -> TableInfo | None:
         with self._guard():
-            with self.conn.cursor() as cur:
-                cur.execute(
-                    "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE = 'YES' FROM information_schema.COLUMNS"
-                    " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-                    (table.schema, table.name),
-                )
-                cols = tuple(ColumnInfo(str(r[0]), str(r[1]), bool(r[2])) for r in cur.fetchall())
-                if not cols:
-                    self.conn.commit()
-                    return None
-                cur.execute(
-                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE"
-                    " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY'"
-                    " ORDER BY ORDINAL_POSITION",
-                    (table.schema, table.name),
-                )
-                pk = tuple(str(r[0]) for r in cur.fetchall())
-                # MariaDB's JSON is LONGTEXT with a json_valid() check: report it as json.
-                cur.execute(
-                    "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
-                    " WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
-                    (table.schema, table.name),
-                )
-                checks = " ".join(str(r[0]) for r in cur.fetchall()).lower()
-                cols = tuple(
-                    ColumnInfo(c.name, "json", c.nullable)
-                    if f"json_valid(`{c.name.lower()}`)" in checks
-                    else c
-                    for c in cols
-                )
+            info = describe_table(self.conn, table)
             self.conn.commit()
-        self._columns[table] = {c.name: c for c in cols}
-        return TableInfo(table, cols, pk)
+        if info is not None:
+            self._columns[table] = {c.name: c for c in info.columns}
+        return info
 
     def read_checkpoint(self, flow: str) -> Checkpoint | None:
         with self._guard():
@@ -212,6 +185,13 @@ class MySQLSink:
                         f" WHERE {' AND '.join(f'{quote(c)} = %s' for c in key)}"
                     )
                     cur.executemany(stmt, self._params(table, [*set_cols, *key], rows))
+                for old_key, row in o.rekeys:  # move a row in place, keeping what the change left out
+                    rcols = list(row)
+                    cur.execute(
+                        f"UPDATE {qtable(table)} SET {', '.join(f'{quote(c)} = %s' for c in rcols)}"
+                        f" WHERE {' AND '.join(f'{quote(c)} = %s' for c in key)}",
+                        [*self._params(table, rcols, [row])[0], *[f(v) for f, v in zip(self._converters(table, key), old_key)]],
+                    )
 
     def _converters(self, table: TableId, cols: Sequence[str]) -> list[Callable[[Any], Any]]:
         known = self._columns.get(table, {})

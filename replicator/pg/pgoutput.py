@@ -397,7 +397,7 @@ class PgOutputDecoder:
         after = _load_row(rel, values, unchanged)
         if before is None:
             key = _key(rel, after)
-        return self._emit(Change(UPDATE, rel.table, key, before, after))
+        return self._emit(Change(UPDATE, rel.table, key, before, after, unchanged is not None))
 
     def _delete(self, data: bytes) -> list[Item]:
         (oid,) = _unpack_u32(data, 1)

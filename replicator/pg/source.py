@@ -83,6 +83,12 @@ class PostgresSource:
         row = self._run("SELECT pg_current_wal_lsn()::text")
         return str_to_lsn(str(row[0][0]))
 
+    def initial_position(self) -> Position:
+        pos = self.slot_position()
+        if pos is None:
+            raise ReplicatorError(f"replication slot {self.slot} does not exist (prepare() creates it)")
+        return pos
+
     def slot_position(self) -> int | None:
         """The slot's confirmed_flush_lsn, or None when the slot does not exist."""
         rows = self._run(

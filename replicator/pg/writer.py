@@ -118,12 +118,24 @@ class PostgresSink:
                 if o.updates:
                     for cols, rows in _group_by_columns(o.updates):
                         self._update(table, key, cols, rows)
+                for old_key, row in o.rekeys:
+                    self._rekey(table, key, old_key, row)
 
     def _type(self, table: TableId, column: str) -> tuple[int, str]:
         try:
             return self._types[table][column]
         except KeyError:
             raise SchemaError(f"target table {table} has no column {column!r}") from None
+
+    def _copy_oid(self, oid: int) -> int:
+        """The type COPY dumps a column's values as: psycopg has no dumper for some types
+        (``char(n)``, ``money``, ``xml``, ``bit``, enums…), whose values arrive as text anyway;
+        COPY's text format lets the server parse that text as the column's type."""
+        try:
+            self.conn.adapters.get_dumper_by_oid(oid, psycopg.pq.Format.TEXT)
+            return oid
+        except psycopg.ProgrammingError:
+            return 25  # text
 
     def _wrap(self, table: TableId, cols: Sequence[str]) -> list[type[Json] | type[Jsonb] | None]:
         wrappers: list[type[Json] | type[Jsonb] | None] = []
@@ -164,7 +176,7 @@ class PostgresSink:
             return
         stage = self._stage(table, cols)
         with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _cols(cols))) as copy:
-            copy.set_types([self._type(table, c)[0] for c in cols])
+            copy.set_types([self._copy_oid(self._type(table, c)[0]) for c in cols])
             for row in rows:
                 copy.write_row([row[c] for c in cols])
         cur.execute(
@@ -213,6 +225,16 @@ class PostgresSink:
         )
         ordered = tuple(set_cols) + tuple(key)
         self.conn.cursor().executemany(stmt, self._params(table, ordered, rows))
+
+    def _rekey(self, table: TableId, key: Sequence[str], old_key: tuple[object, ...], row: Row) -> None:
+        """Move a row to its new key in place, keeping the columns the change left out."""
+        cols = tuple(row)
+        stmt = sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            _ident(table),
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in cols),
+            sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key),
+        )
+        self.conn.execute(stmt, [*self._params(table, cols, [row])[0], *old_key])
 
     def commit(self, checkpoint: Checkpoint) -> None:
         with self._guard():
