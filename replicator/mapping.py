@@ -73,6 +73,11 @@ class TableMapping:
         except KeyError:
             return {self.target_name(k): v for k, v in row.items()}
 
+    def refresh_target(self, target: TableInfo) -> None:
+        """The target table changed (it followed a source DDL): re-learn its columns."""
+        self.target_columns = frozenset(target.column_names)
+        self._names.clear()
+
     def bind(self, source: TableInfo, target: TableInfo) -> None:
         """Check source and target fit together; raises SchemaError naming what is missing."""
         self.target_columns = frozenset(target.column_names)

@@ -32,7 +32,7 @@ from .config import Config, FlowConfig
 from .errors import ReplicatorError, SchemaError, TransientError
 from .mapping import TableMapping
 from .protocols import Checkpoint, Sink, Source
-from .records import Begin, Change, Commit, Heartbeat, Item, Position, TableId
+from .records import Begin, Change, Commit, Heartbeat, Item, Position, SchemaChange, TableId
 
 log = structlog.get_logger("replicator")
 
@@ -310,6 +310,12 @@ class FlowRunner:
                             pending_txns and time.monotonic() - oldest_pending >= max_delay
                         ):
                             commit()
+                    elif kind is SchemaChange:
+                        mapping = mappings.get(item.table)  # type: ignore[union-attr]
+                        if mapping is not None:
+                            if pending_txns:
+                                commit()  # a MySQL target commits implicitly on DDL
+                            self._follow(sink, mapping, item)  # type: ignore[arg-type]
                     elif kind is Heartbeat and not in_txn:
                         hb = item.position  # type: ignore[union-attr]
                         if position is None or hb > position:
@@ -320,6 +326,32 @@ class FlowRunner:
                             commit()
         finally:
             reader.close()
+
+
+    def _follow(self, sink: Sink, mapping: TableMapping, change: SchemaChange) -> None:
+        """Make the target follow a source DDL where it can; stop clearly where it cannot."""
+        where = f"flow {self.flow.name}: source table {change.table}"
+        if change.unsupported:
+            raise SchemaError(
+                f"{where}: {change.unsupported} ({change.statement[:120]!r}); the target cannot"
+                " follow: change the target and the mapping by hand, then restart"
+            )
+        engine = self.config.systems[self.flow.source].engine
+        target = sink.describe(mapping.target)
+        if target is None:
+            raise SchemaError(f"{where}: target table {mapping.target} disappeared")
+        for col in change.added:
+            name = mapping.renames.get(col.name, col.name)
+            if target.column(name) is None:
+                sink.add_column(mapping.target, name, col, engine)
+                self.log.info("target follows source DDL", table=str(mapping.target), added=name)
+        for col in change.modified:
+            name = mapping.renames.get(col.name, col.name)
+            sink.modify_column(mapping.target, name, col, engine)
+            self.log.info("target follows source DDL", table=str(mapping.target), modified=name)
+        refreshed = sink.describe(mapping.target)
+        assert refreshed is not None
+        mapping.refresh_target(refreshed)
 
 
 def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: threading.Event) -> list[tuple[str, BaseException]]:

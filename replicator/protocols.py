@@ -14,7 +14,7 @@ from typing import Protocol
 
 from .batch import TableOps
 from .mapping import TableInfo
-from .records import Item, Position, TableId
+from .records import AddedColumn, Item, Position, TableId
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,12 @@ class Sink(Protocol):
 
     def apply(self, ops: list[TableOps]) -> None:
         """Write netted operations inside the open transaction (opened implicitly)."""
+
+    def add_column(self, table: TableId, name: str, column: AddedColumn, source_engine: str) -> None:
+        """Add a column the source gained (idempotent: IF NOT EXISTS); commits."""
+
+    def modify_column(self, table: TableId, name: str, column: AddedColumn, source_engine: str) -> None:
+        """Change a column's type as the source did; raises SchemaError if it cannot."""
 
     def commit(self, checkpoint: Checkpoint) -> None:
         """Store the checkpoint in the open transaction and commit it."""

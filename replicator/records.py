@@ -8,6 +8,8 @@ once. Operations use Debezium's tiny alphabet (``r`` snapshot read, ``c`` create
 Rows are plain ``dict`` objects keyed by *source* column name. A column whose value the source
 did not send (PostgreSQL's unchanged-TOAST marker) is simply absent from the dict, never ``None``:
 ``None`` always means SQL NULL. Writers must therefore update only the columns a row carries.
+Two value types keep what plain Python values would lose: :data:`JSON_NULL` (a json value that
+is JSON ``null``, not SQL NULL) and :class:`Interval` (a timedelta that keeps months and years).
 
 A primary-key change is represented by an update whose ``before`` key differs from the ``after``
 key; writers turn it into delete(old key) + upsert(new row).
@@ -16,10 +18,63 @@ key; writers turn it into delete(old key) + upsert(new row).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 Row = dict[str, Any]
+
+
+class JsonNull:
+    """JSON's own ``null`` as a whole json/jsonb value: not SQL NULL (``None``), and not lost.
+
+    A json column may hold SQL NULL or the JSON document ``null``; both load as ``None`` in
+    psycopg, so sources give the latter as the singleton :data:`JSON_NULL`. Writers store it as
+    the JSON text ``null`` (see :func:`json_default`).
+    """
+
+    _instance: JsonNull | None = None
+
+    def __new__(cls) -> JsonNull:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+    def __reduce__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL = JsonNull()
+
+
+def json_default(value: Any) -> Any:
+    """``default=`` for :func:`json.dumps`: :data:`JSON_NULL` becomes ``null``."""
+    if value is JSON_NULL:
+        return None
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+class Interval(timedelta):
+    """A PostgreSQL interval: the ``timedelta`` psycopg computes, plus the exact source text.
+
+    A timedelta cannot hold months or years (psycopg counts a month as 30 days and a year as
+    365), so ``'1 mon'`` would come back as ``'30 days'`` — a different interval to PostgreSQL
+    (``date '2024-01-31' + interval '1 mon'``). Writers for PostgreSQL targets write ``text``.
+    """
+
+    __slots__ = ("text",)
+
+    text: str
+
+    def __new__(cls, value: timedelta, text: str) -> Interval:
+        self = super().__new__(cls, value.days, value.seconds, value.microseconds)
+        self.text = text
+        return self
+
+    def __reduce__(self) -> Any:
+        return (Interval, (timedelta(self.days, self.seconds, self.microseconds), self.text))
 
 INSERT = "c"
 UPDATE = "u"
@@ -96,4 +151,32 @@ class Heartbeat:
     position: Position
 
 
-Item = Begin | Change | Commit | Heartbeat
+@dataclass(frozen=True, slots=True)
+class AddedColumn:
+    """A column added on the source, as the source's own SQL (MySQL dialect today)."""
+
+    name: str
+    type_sql: str  # e.g. "INT UNSIGNED", "VARCHAR(20)"
+    not_null: bool
+    default_sql: str | None  # the DEFAULT expression, or None
+    definition_sql: str  # the whole column definition, for a target of the same engine
+
+
+@dataclass(slots=True)
+class SchemaChange:
+    """DDL on a synced source table, in log order, between two transactions.
+
+    Rows before it were decoded with the old definition and rows after it with the new one
+    (each binlog row event carries the table map in force). The pipeline makes the target
+    follow what it can (added columns) and stops with a clear error on what it cannot.
+    """
+
+    table: TableId
+    statement: str
+    added: list[AddedColumn] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    modified: list[AddedColumn] = field(default_factory=list)
+    unsupported: str | None = None  # why the target cannot follow, if it cannot
+
+
+Item = Begin | Change | Commit | Heartbeat | SchemaChange

@@ -444,7 +444,7 @@ def run_crash_scenario(
         rng = random.Random(seed)
         t0 = time.monotonic()
         with psycopg.connect(pg_source.url(src_db), autocommit=True) as conn:
-            w = generate_workload(conn, rng, total, big_rows, big_at=0.35)
+            w = generate_workload(conn, rng, total, big_rows, big_at=0.3)
         print(
             f"\nworkload: {w.changes} row changes in {w.transactions} transactions"
             f" (big transaction: {w.big_changes} changes after {w.changes_before_big})"
@@ -462,6 +462,8 @@ def run_crash_scenario(
                 assert before < w.changes_before_big + w.big_changes, (
                     "test plan: the big transaction was applied before the kill meant for it"
                 )
+            if kill.how in ("commit", "batch"):
+                assert before < w.changes, f"test plan: no work left for kill {i} ({kill.how})"
             spawned = time.monotonic()
             proc = rep.start(env=env)
             note = ""
@@ -546,21 +548,30 @@ def run_crash_scenario(
 
 
 def make_plan(seed: int) -> list[Kill]:
+    """13 kills. The crash-hook kills need work left to commit, so they come before the last
+    third of the workload can have been applied; the last kills are purely timed."""
     rng = random.Random(seed)
+
+    def timed() -> Kill:
+        return Kill("timed", round(rng.uniform(0.2, 1.5), 2))
+
+    def batch() -> Kill:
+        return Kill("batch", round(rng.uniform(0.0, 0.3), 2))
+
     return [
         Kill("commit", 1),
         Kill("big", 0),  # early in the big transaction
-        Kill("timed", round(rng.uniform(0.2, 1.5), 2)),
         Kill("big", 1),  # late in the big transaction
         Kill("commit", 3),
-        Kill("batch", round(rng.uniform(0.0, 0.4), 2)),
-        Kill("timed", round(rng.uniform(0.2, 1.5), 2)),
+        timed(),
         Kill("commit", 2),
-        Kill("batch", round(rng.uniform(0.0, 0.4), 2)),
-        Kill("timed", round(rng.uniform(0.2, 1.5), 2)),
+        batch(),
+        timed(),
         Kill("commit", 6),
-        Kill("batch", round(rng.uniform(0.0, 0.4), 2)),
-        Kill("timed", round(rng.uniform(0.2, 1.5), 2)),
+        batch(),
+        batch(),
+        timed(),
+        timed(),
     ]
 
 
@@ -570,8 +581,8 @@ def test_crash_safety_pg_to_pg(pg_source: Any, pg_target: Any, fresh_db_name: st
         target=PgTarget(pg_target, fresh_db_name),
         src_db=fresh_db_name,
         tmp_path=tmp_path,
-        total=70_000,
-        big_rows=22_000,
+        total=150_000,
+        big_rows=25_000,
         plan=make_plan(11),
         seed=1,
     )
@@ -583,8 +594,8 @@ def test_crash_safety_pg_to_mariadb(pg_source: Any, mariadb: Any, fresh_db_name:
         target=MariaTarget(mariadb, fresh_db_name),
         src_db=fresh_db_name,
         tmp_path=tmp_path,
-        total=22_000,
-        big_rows=10_000,
+        total=70_000,
+        big_rows=12_000,
         plan=make_plan(12),
         seed=2,
     )

@@ -41,6 +41,7 @@ from ..mapping import TableInfo
 from ..records import DELETE, INSERT, TRUNCATE, UPDATE, Begin, Change, Commit, Heartbeat, Item, Position, TableId
 from ..urls import parse
 from .catalog import describe_table
+from .ddl import parse_ddl
 from .positions import FilePos, MariaGtid
 from .rows import RowDecoder, rows_body
 from .writer import connect
@@ -222,7 +223,7 @@ class MySQLSource:
         gtid: tuple[int, int, int] | None = None
         began = False
         commit_time: datetime | None = None
-        decoders: dict[int, tuple[Any, RowDecoder, TableId]] = {}
+        decoders: dict[int, tuple[Any, RowDecoder | None, TableId]] = {}
         synced = self._tables
         if stop_at is not None and position >= stop_at:
             return
@@ -237,7 +238,7 @@ class MySQLSource:
                 if cached is None or cached[0] is not table_obj:
                     tid = TableId(ev.schema, ev.table)
                     if tid not in synced:
-                        decoders[ev.table_id] = (table_obj, None, tid)  # type: ignore[arg-type]
+                        decoders[ev.table_id] = (table_obj, None, tid)
                         continue
                     info = synced[tid]
                     cached = (table_obj, RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates), tid)
@@ -272,6 +273,12 @@ class MySQLSource:
                 if not _ends_transaction(query):
                     continue
                 schema = ev.schema.decode() if isinstance(ev.schema, bytes) else str(ev.schema)
+                ddl = parse_ddl(query, schema, synced)
+                if ddl is not None:
+                    # Rows after this statement carry a new table map: never reuse the old one.
+                    reader.table_map.clear()
+                    decoders.clear()
+                    yield ddl
                 truncated = _truncated_table(query, schema)
                 if truncated is not None and truncated in synced:
                     if not began:

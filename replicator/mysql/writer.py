@@ -13,9 +13,12 @@ MySQL and MariaDB differ only in the upsert's reference to the new row: MariaDB 
 from __future__ import annotations
 
 import json
+import math
+import struct
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 import pymysql
@@ -24,10 +27,11 @@ from ..batch import TableOps
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import ColumnInfo, TableInfo
 from ..protocols import Checkpoint
-from ..records import Row, TableId
+from ..records import JSON_NULL, AddedColumn, Row, TableId
 from ..urls import parse
 from .catalog import describe_table
 
+_F32 = struct.Struct("f")
 _TRANSIENT_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
 
@@ -63,8 +67,13 @@ def connect(url: str, **kwargs: Any) -> pymysql.connections.Connection[Any]:
         raise TransientError(f"cannot connect to {p.host}:{p.port}: {msg}") from None
 
 
+def _json_default(value: Any) -> Any:
+    """JSON_NULL is the JSON document null; anything else json cannot encode becomes text."""
+    return None if value is JSON_NULL else str(value)
+
+
 def _json_text(value: Any) -> Any:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=str)
+    return None if value is None else json.dumps(value, ensure_ascii=False, default=_json_default)
 
 
 def _utc_naive(value: Any) -> Any:
@@ -79,16 +88,41 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    if value is JSON_NULL:
+        return "null"
     if isinstance(value, datetime) and value.tzinfo is not None:
         return _utc_naive(value)
     return value
 
 
-def converter_for(column: ColumnInfo) -> Callable[[Any], Any]:
+def converter_for(column: ColumnInfo, table: TableId | None = None) -> Callable[[Any], Any]:
     """How a Python value becomes a parameter for this MySQL column type."""
-    if column.type.lower() == "json":
+    kind = column.type.lower()
+    if kind == "json":
         return _json_text
+    if kind.startswith(("decimal", "numeric", "float", "double", "real")):
+        where = f"column {column.name!r} ({column.type})" + (f" of target table {table}" if table else "")
+        single = kind.startswith("float")
+
+        def number(value: Any) -> Any:
+            if isinstance(value, float | Decimal):
+                finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+                if not finite:
+                    raise DataError(
+                        f"{where} cannot hold the value {value}: MySQL/MariaDB numbers have no NaN"
+                        " or infinity (change the value on the source, or map the column to text)"
+                    )
+                if single and isinstance(value, float):
+                    # A PostgreSQL real arrives as the double nearest its shortest text, which can
+                    # lie just beyond the float32 range (3.4028235e38): send the float32 value.
+                    try:
+                        value = _F32.unpack(_F32.pack(value))[0]
+                    except OverflowError:
+                        pass  # out of FLOAT's range: the server reports it
+            return _plain(value)
+
+        return number
     return _plain
 
 
@@ -200,7 +234,7 @@ class MySQLSink:
             info = known.get(c)
             if info is None:
                 raise SchemaError(f"target table {table} has no column {c!r}")
-            out.append(converter_for(info))
+            out.append(converter_for(info, table))
         return out
 
     def _params(self, table: TableId, cols: Sequence[str], rows: list[Row]) -> list[list[Any]]:
@@ -219,6 +253,37 @@ class MySQLSink:
                 cond = f"({', '.join(map(quote, key))}) IN ({', '.join([one] * len(chunk))})"
                 params = [f(v) for k in chunk for f, v in zip(conv, k)]
             cur.execute(f"DELETE FROM {qtable(table)} WHERE {cond}", params)
+
+    # -- following source DDL ------------------------------------------------------------------
+    def _definition(self, name: str, column: AddedColumn, source_engine: str) -> str:
+        if source_engine != "mysql":
+            raise SchemaError(f"cannot translate column {name} from {source_engine} yet")
+        default = f" DEFAULT {column.default_sql}" if column.default_sql is not None else ""
+        return f"{quote(name)} {column.type_sql}{' NOT NULL' if column.not_null else ' NULL'}{default}"
+
+    def add_column(self, table: TableId, name: str, column: AddedColumn, source_engine: str) -> None:
+        self._ddl(
+            f"ALTER TABLE {qtable(table)} ADD COLUMN IF NOT EXISTS {self._definition(name, column, source_engine)}",
+            f"cannot add column {name} to {table}",
+        )
+
+    def modify_column(self, table: TableId, name: str, column: AddedColumn, source_engine: str) -> None:
+        self._ddl(
+            f"ALTER TABLE {qtable(table)} MODIFY COLUMN {self._definition(name, column, source_engine)}",
+            f"cannot change column {name} of {table}",
+        )
+
+    def _ddl(self, statement: str, what: str) -> None:
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(statement)
+            self.conn.commit()
+        except pymysql.err.Error as exc:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            if isinstance(exc, pymysql.err.InterfaceError) or code in _TRANSIENT_CODES:
+                raise TransientError(f"lost the target connection: {exc.args[-1]}") from None
+            self.rollback()
+            raise SchemaError(f"{what}: {exc.args[-1]}; change the target by hand, then restart") from None
 
     def commit(self, checkpoint: Checkpoint) -> None:
         with self._guard(), self.conn.cursor() as cur:

@@ -53,18 +53,21 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 from psycopg.abc import Transformer as TransformerProto
-from psycopg.adapt import AdaptersMap, Transformer
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import AdaptersMap, Loader, Transformer
 from psycopg.pq import Format
 
 from replicator.errors import DataError, ReplicatorError
 from replicator.records import (
     DELETE,
     INSERT,
+    JSON_NULL,
     TRUNCATE,
     UPDATE,
     Begin,
     Change,
     Commit,
+    Interval,
     Item,
     Row,
     TableId,
@@ -167,7 +170,7 @@ class PgOutputDecoder:
     def __init__(self) -> None:
         # A private copy-on-write view of psycopg's global adapters: loaders the application
         # registered globally are honoured, domain loaders added here stay private.
-        self._adapters = AdaptersMap(psycopg.adapters)
+        self._adapters = _private_adapters()
         self._relations: dict[int, Relation] = {}
         self._types: dict[int, tuple[str, str]] = {}
         self._begin: Begin | None = None  # Begin not yet emitted
@@ -191,7 +194,7 @@ class PgOutputDecoder:
         Call when a new replication session starts: the server re-sends Relation and Type
         messages, and restarts from a transaction boundary.
         """
-        self._adapters = AdaptersMap(psycopg.adapters)
+        self._adapters = _private_adapters()
         self._relations.clear()
         self._types.clear()
         self._begin = None
@@ -420,6 +423,44 @@ class PgOutputDecoder:
             pos += 4
             out.extend(self._emit(Change(TRUNCATE, self._rel(oid).table, None, None, None)))
         return out
+
+
+class _KeepJsonNull(Loader):
+    """json/jsonb: the document ``null`` loads as JSON_NULL, not as None (= SQL NULL)."""
+
+    base: type[Loader]
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self._base = self.base(oid, context)
+
+    def load(self, data: Buffer) -> object:
+        value = self._base.load(data)
+        return JSON_NULL if value is None else value
+
+
+class _ExactInterval(Loader):
+    """interval: psycopg's timedelta plus the exact text (months and years survive)."""
+
+    base: type[Loader]
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self._base = self.base(oid, context)
+
+    def load(self, data: Buffer) -> object:
+        return Interval(self._base.load(data), bytes(data).decode())
+
+
+def _private_adapters() -> AdaptersMap:
+    """A copy-on-write view of psycopg's adapters with the loaders that keep every value."""
+    adapters = AdaptersMap(psycopg.adapters)
+    for name, wrapper in (("json", _KeepJsonNull), ("jsonb", _KeepJsonNull), ("interval", _ExactInterval)):
+        info = adapters.types[name]
+        base = adapters.get_loader(info.oid, _TEXT)
+        if base is not None:
+            adapters.register_loader(info.oid, type(wrapper.__name__, (wrapper,), {"base": base}))
+    return adapters
 
 
 def _read_string(data: bytes, pos: int) -> tuple[str, int]:

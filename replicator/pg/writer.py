@@ -12,18 +12,25 @@ were already checked on the source, so a batch's per-table order cannot violate 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import psycopg
+import sqlglot
 from psycopg import sql
-from psycopg.types.json import Json, Jsonb
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.types.json import Json, Jsonb, set_json_dumps
 
 from ..batch import TableOps
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import TableInfo
 from ..protocols import Checkpoint
-from ..records import Row, TableId
+from ..records import AddedColumn, Interval, Row, TableId, json_default
+from ..typemap import UnsupportedType, mysql_to_pg
 from .catalog import describe_table
 from .conn import connect
 
@@ -50,6 +57,28 @@ def _cols(names: Sequence[str]) -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, names))
 
 
+class _IntervalDumper(Dumper):
+    """Writes an :class:`Interval` as its exact source text (months and years kept)."""
+
+    oid = psycopg.adapters.types["interval"].oid
+
+    def __init__(self, cls: type, context: AdaptContext | None = None) -> None:
+        super().__init__(cls, context)
+        self._timedelta = psycopg.adapters.get_dumper(timedelta, PyFormat.TEXT)(timedelta, context)
+
+    def dump(self, obj: Any) -> Buffer | None:
+        if isinstance(obj, Interval):
+            return obj.text.encode()
+        return self._timedelta.dump(obj)
+
+
+def _keep_exact_values(conn: psycopg.Connection[Any]) -> None:
+    """JSON_NULL is written as the JSON document null; an Interval as its exact text (also
+    through COPY, which picks dumpers by the column's type)."""
+    set_json_dumps(partial(json.dumps, default=json_default), context=conn)
+    conn.adapters.register_dumper(Interval, _IntervalDumper)
+
+
 class PostgresSink:
     """Writes netted batches to one PostgreSQL database."""
 
@@ -57,6 +86,7 @@ class PostgresSink:
         self.url = url
         self.state_schema = state_schema
         self.conn = connect(url, "target")
+        _keep_exact_values(self.conn)
         self._types: dict[TableId, dict[str, tuple[int, str]]] = {}
         self._stages: dict[tuple[TableId, tuple[str, ...]], sql.Identifier] = {}
         try:
@@ -235,6 +265,51 @@ class PostgresSink:
             sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key),
         )
         self.conn.execute(stmt, [*self._params(table, cols, [row])[0], *old_key])
+
+    # -- following source DDL --------------------------------------------------------------
+    def _definition(self, column: AddedColumn, source_engine: str) -> tuple[str, str | None]:
+        if source_engine != "mysql":
+            return column.type_sql, column.default_sql
+        try:
+            pg_type = mysql_to_pg(column.type_sql)
+        except UnsupportedType as exc:
+            raise SchemaError(str(exc)) from None
+        default = None
+        if column.default_sql is not None:
+            default = sqlglot.transpile(column.default_sql, read="mysql", write="postgres")[0]
+        return pg_type, default
+
+    def add_column(self, table: TableId, name: str, column: AddedColumn, source_engine: str) -> None:
+        pg_type, default = self._definition(column, source_engine)
+        ddl = sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}{}").format(
+            _ident(table),
+            sql.Identifier(name),
+            sql.SQL(pg_type),
+            sql.SQL(f" DEFAULT {default}") if default is not None else sql.SQL(""),
+            sql.SQL(" NOT NULL") if column.not_null else sql.SQL(""),
+        )
+        self._ddl(ddl, f"cannot add column {name} to {table}")
+
+    def modify_column(self, table: TableId, name: str, column: AddedColumn, source_engine: str) -> None:
+        pg_type, _ = self._definition(column, source_engine)
+        ddl = sql.SQL("ALTER TABLE {0} ALTER COLUMN {1} TYPE {2} USING {1}::{2}, ALTER COLUMN {1} {3}").format(
+            _ident(table),
+            sql.Identifier(name),
+            sql.SQL(pg_type),
+            sql.SQL("SET NOT NULL" if column.not_null else "DROP NOT NULL"),
+        )
+        self._ddl(ddl, f"cannot change column {name} of {table} to {pg_type}")
+
+    def _ddl(self, ddl: sql.Composed, what: str) -> None:
+        try:
+            self.conn.execute(ddl)
+            self.conn.commit()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise TransientError(f"lost the target connection: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            self.rollback()
+            raise SchemaError(f"{what}: {_first_line(exc)}; change the target by hand, then restart") from None
+        self._stages.clear()
 
     def commit(self, checkpoint: Checkpoint) -> None:
         with self._guard():
