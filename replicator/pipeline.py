@@ -142,16 +142,19 @@ class FlowRunner:
         self.log = log.bind(flow=flow.name)
         self._stop_at: Position | None = None
         self._crash_after = int(os.environ.get("REPLICATOR_TEST_CRASH_AFTER_COMMIT", "0"))
+        self._streaming = False  # the current session has received data from the source
 
     # -- outer loop: retries -----------------------------------------------------------------
     def run(self) -> None:
         delay = 1.0
         while not self.stop.is_set():
+            self._streaming = False
             try:
                 if self._session():
                     return
-                delay = 1.0
             except TransientError as exc:
+                if self._streaming:
+                    delay = 1.0  # the session worked: a new outage, not the previous one going on
                 self.log.warning("connection problem, retrying", error=str(exc), retry_in_s=delay)
                 if self.stop.wait(delay):
                     return
@@ -284,6 +287,7 @@ class FlowRunner:
                     if pending_txns and time.monotonic() - oldest_pending >= max_delay:
                         commit()
                     continue
+                self._streaming = True
                 for item in chunk:
                     kind = type(item)
                     if kind is Change:

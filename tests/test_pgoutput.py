@@ -32,7 +32,7 @@ from replicator.pg.pgoutput import (
     lsn_to_str,
     str_to_lsn,
 )
-from replicator.records import Begin, Change, Commit, Item, TableId
+from replicator.records import JSON_NULL, Begin, Change, Commit, Interval, Item, TableId
 
 UTC = timezone.utc
 
@@ -1034,15 +1034,15 @@ VALUE_CASES: list[tuple[str, str, Any]] = [
     ("json", '"just a string"', "just a string"),
     ("jsonb", '[1, {"k": true}, "😀"]', [1, {"k": True}, "😀"]),
     ("jsonb", "12345678901234567890", 12345678901234567890),
-    ("jsonb", "null", None),  # JSON null loads as None, like SQL NULL
+    ("jsonb", "null", JSON_NULL),  # the JSON document null is not SQL NULL
     ("bytea", "\\x0001ff0000", b"\x00\x01\xff\x00\x00"),
     ("bytea", "\\x", b""),
     ("uuid", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
      uuid.UUID("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
     # psycopg turns months into 30 days and years into 365 days.
     ("interval", "1 year 2 mons 3 days 04:05:06.5",
-     timedelta(days=365 + 60 + 3, hours=4, minutes=5, seconds=6.5)),
-    ("interval", "-00:00:01", timedelta(seconds=-1)),
+     Interval(timedelta(days=365 + 60 + 3, hours=4, minutes=5, seconds=6.5), "1 year 2 mons 3 days 04:05:06.5")),
+    ("interval", "-00:00:01", Interval(timedelta(seconds=-1), "-00:00:01")),
     ("int4[]", "{1,NULL,3}", [1, None, 3]),
     ("int4[]", "{{1,2},{3,NULL}}", [[1, 2], [3, None]]),
     ("int4[]", "{}", []),

@@ -113,6 +113,7 @@ class SourceWriter(threading.Thread):
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
         self.attempts = 0
+        self.committed = 0  # transactions whose commit the client saw succeed
         self.failures = 0
         self.max_id = {"a": 0, "b": 0}
         self.error: BaseException | None = None
@@ -128,6 +129,7 @@ class SourceWriter(threading.Thread):
                     with conn.transaction():
                         changes = self._transaction(conn)
                         conn.execute("INSERT INTO ledger (changes) VALUES (%s)", (changes,))
+                    self.committed += 1
                 except psycopg.OperationalError:
                     self.failures += 1
                     if conn is not None:
@@ -320,22 +322,36 @@ def run_restart_scenario(
 
             return check
 
-        wait_for("the first changes on the target", progressed_past(0))
+        def ledger() -> tuple[int, int]:
+            rows = source.execute(
+                "SELECT coalesce(sum(changes), 0), count(*) FILTER (WHERE changes > 0) FROM ledger",
+                dbname=src_db,
+            )
+            return int(rows[0][0]), int(rows[0][1])
+
+        def replicated_what_the_source_has_now() -> None:
+            """Wait for new writes, then until the target holds everything committed so far."""
+            done = writer.committed
+            wait_for("new source transactions", lambda: writer.committed >= done + 5)
+            have = ledger()[0]
+            wait_for(f"the target to apply the first {have} changes", progressed_past(have - 1))
+
+        replicated_what_the_source_has_now()
         for how in ("stop", "kill"):
-            before = applied()
-            time.sleep(0.5)  # let the replicator be mid-stream
+            time.sleep(0.3)  # let the replicator be mid-stream
             t0 = time.monotonic()
+            print(f"\n{datetime.now(timezone.utc):%H:%M:%S.%f} {how} {restarted.name}")
             getattr(restarted, how)()
             time.sleep(1.0)  # down for a while: the writer and the replicator see errors
             _keep_reachable(restarted)
             restarted.start()
-            wait_for(f"the replicator to recover from a {how}", progressed_past(before))
-            print(f"\n{how}+start of {restarted.name}: replicating again after {time.monotonic() - t0:.1f}s")
+            print(f"{datetime.now(timezone.utc):%H:%M:%S.%f} started {restarted.name} again")
+            replicated_what_the_source_has_now()
+            print(f"{how}+start of {restarted.name}: replicating again after {time.monotonic() - t0:.1f}s")
 
         time.sleep(1.0)  # keep writing after the restarts
         writer.stop()
-        rows = source.execute("SELECT coalesce(sum(changes), 0), count(*) FILTER (WHERE changes > 0) FROM ledger", dbname=src_db)
-        expected_changes, expected_txns = int(rows[0][0]), int(rows[0][1])
+        expected_changes, expected_txns = ledger()
         print(
             f"writer: {writer.attempts} transactions tried, {writer.failures} failed;"
             f" source committed {expected_changes} row changes in {expected_txns} transactions"

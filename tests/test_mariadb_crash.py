@@ -1,0 +1,488 @@
+"""MariaDB → PostgreSQL under real failures: crashes of the replicator, lost binlog
+connections, source restarts and crashes, and a binlog that no longer holds the checkpoint.
+
+1. ``test_mariadb_crash_safety``: a ≥ 50k-change workload (inserts, updates, deletes, key
+   changes, transactions of every size and one 20k+ row transaction) is committed on the
+   source first; the replicator (a real subprocess, small batches) is SIGKILLed again and again
+   -- right after a target commit (the ``REPLICATOR_TEST_CRASH_AFTER_COMMIT`` hook), at random
+   moments, and in the middle of the big transaction. Every row has a change counter ``n`` that
+   each update increments, so a lost or doubled update shows; the checkpoint must count exactly
+   the row changes and transactions of the workload.
+2. ``test_mariadb_source_connection_drops``: a streaming replicator (never restarted) rides out
+   a killed binlog dump thread, a clean restart and a SIGKILL of the source server while a
+   writer keeps committing; at the end the target equals the source and nothing was applied
+   twice.
+3. ``test_mariadb_purged_binlog_*``: when the binlog after the checkpoint was purged, ``run``
+   and ``run --once`` stop with one clear line, never jump to the current end, and leave the
+   checkpoint where it was.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pymysql
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+KEY_SHIFT = 100_000_000  # primary-key changes move a row to id + KEY_SHIFT
+CATCH_UP_TIMEOUT = 120.0
+
+pytestmark = pytest.mark.slow
+
+SRC_DDL = [
+    "CREATE TABLE a (id INT PRIMARY KEY, n INT NOT NULL DEFAULT 0, v TEXT, amount DECIMAL(12,2),"
+    " ts DATETIME(6), flag TINYINT) ENGINE=InnoDB",
+    "CREATE TABLE b (id BIGINT PRIMARY KEY, n INT NOT NULL DEFAULT 0, payload TEXT, qty INT,"
+    " ts DATETIME(6)) ENGINE=InnoDB",
+]
+PG_DDL = """
+CREATE TABLE a (id int PRIMARY KEY, n int NOT NULL DEFAULT 0, v text, amount numeric(12,2),
+                ts timestamp(6), flag smallint);
+CREATE TABLE b (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, payload text, qty int,
+                ts timestamp(6));
+"""
+
+# --------------------------------------------------------------------------- helpers
+
+
+def write_config(path: Path, flow: str, src_url: str, dst_url: str, batch: str) -> Path:
+    path.write_text(
+        "systems:\n"
+        f"  src: {{url: '{src_url}'}}\n"
+        f"  dst: {{url: '{dst_url}'}}\n"
+        "flows:\n"
+        f"  - name: {flow}\n"
+        "    source: src\n"
+        "    target: dst\n"
+        f"    batch: {batch}\n"
+        "    tables:\n"
+        "      - source: a\n"
+        "      - source: b\n"
+    )
+    return path
+
+
+class Replicator:
+    """Starts ``replicator -c CFG run [...]`` subprocesses, each logging to its own file."""
+
+    def __init__(self, cfg: Path, log_dir: Path) -> None:
+        self.cfg = cfg
+        self.log_dir = log_dir
+        self.runs = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path: Path | None = None
+
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        assert self.proc is None or self.proc.poll() is not None
+        self.runs += 1
+        self.log_path = self.log_dir / f"run-{self.runs:02d}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_TEST_CRASH")}
+        full_env.update(env or {})
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "replicator.cli", "-c", str(self.cfg), "run", *extra],
+                cwd=REPO,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self.proc
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def kill(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        return self.proc.wait(timeout=30)
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+class PgTarget:
+    """The PostgreSQL target database: tables, checkpoint, rows, the big-transaction probe."""
+
+    def __init__(self, server: Any, db: str) -> None:
+        self.server = server
+        self.db = db
+        self.url = server.url(db)
+
+    def create_tables(self) -> None:
+        self.server.create_database(self.db)
+        self.server.execute(PG_DDL, dbname=self.db)
+
+    def checkpoint(self, flow: str) -> tuple[str, int, int] | None:
+        try:
+            rows = self.server.execute(
+                "SELECT position, changes_applied, transactions_applied"
+                " FROM _replicator.checkpoints WHERE flow = %s",
+                (flow,),
+                dbname=self.db,
+            )
+        except psycopg.errors.UndefinedTable:
+            return None
+        return (str(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
+
+    def rows(self, table: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", dbname=self.db)]
+
+    def holds_uncommitted(self, key: int) -> bool:
+        """True while the replicator's open target transaction has written row ``b.id = key``.
+
+        An insert of the same key waits for an uncommitted insert of that key; with a short
+        lock_timeout the wait becomes an error. Our own insert is always rolled back.
+        """
+        with psycopg.connect(self.url) as conn:
+            try:
+                conn.execute("SET LOCAL lock_timeout = '100ms'")
+                conn.execute("INSERT INTO b (id) VALUES (%s) ON CONFLICT DO NOTHING", (key,))
+                return False
+            except psycopg.errors.LockNotAvailable:
+                return True
+            finally:
+                conn.rollback()
+
+
+def source_rows(server: Any, db: str, table: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in server.execute(f"SELECT * FROM {table} ORDER BY id", db=db)]
+
+
+def assert_same_rows(table: str, src: list[tuple[Any, ...]], dst: list[tuple[Any, ...]]) -> None:
+    if src == dst:
+        return
+    s = {r[0]: r for r in src}
+    d = {r[0]: r for r in dst}
+    missing = sorted(set(s) - set(d))
+    extra = sorted(set(d) - set(s))
+    differ = [(s[k], d[k]) for k in sorted(set(s) & set(d)) if s[k] != d[k]]
+    pytest.fail(
+        f"table {table}: target differs from source ({len(src)} vs {len(dst)} rows):"
+        f" {len(missing)} missing on target (e.g. {missing[:5]}), {len(extra)} extra"
+        f" (e.g. {extra[:5]}), {len(differ)} differ (e.g. {differ[:3]})"
+    )
+
+
+def assert_clean_log(text: str, what: str) -> None:
+    for bad in ("Traceback", "level='error'", "level=error", "flow crashed", "internal error"):
+        assert bad not in text, f"{what}: the replicator logged {bad!r}:\n{text[-3000:]}"
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = CATCH_UP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if predicate():
+                return
+        except (psycopg.Error, pymysql.err.Error):
+            pass  # a server is (re)starting
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- 1. the crash test
+
+
+@dataclass
+class Workload:
+    """What was committed on the source, counted the way the checkpoint counts it."""
+
+    changes: int = 0  # row changes (each inserted, updated or deleted row once)
+    transactions: int = 0  # transactions that changed at least one row
+    big_changes: int = 0
+    changes_before_big: int = 0
+    big_probe_ids: list[int] = field(default_factory=list)  # ids the big transaction inserts into b
+
+
+def _seq(lo: int, hi: int) -> str:
+    assert 0 <= lo <= hi
+    return f"seq_{lo}_to_{hi}"
+
+
+def generate_workload(conn: Any, rng: random.Random, total: int, big_rows: int, big_at: float) -> Workload:
+    """Commit a mixed workload of about ``total`` row changes, with one big transaction.
+
+    The counts come from the statements' real affected-row counts. Every UPDATE increments
+    ``n``, so each matched row really changes and is logged as one binlog row change.
+    """
+    w = Workload()
+    next_id = {"a": 1, "b": 1}
+    cur = conn.cursor()
+
+    def run(stmt: str, params: tuple[Any, ...] = ()) -> int:
+        return int(cur.execute(stmt, params))
+
+    def insert(table: str, k: int) -> int:
+        lo = next_id[table]
+        next_id[table] += k
+        if table == "a":
+            return run(
+                "INSERT INTO a (id, n, v, amount, ts, flag) SELECT seq, 0, MD5(seq),"
+                " (seq MOD 100000) / 100, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND,"
+                f" IF(seq MOD 7 = 0, NULL, seq MOD 2) FROM {_seq(lo, lo + k - 1)}"
+            )
+        return run(
+            "INSERT INTO b (id, n, payload, qty, ts) SELECT seq, 0, REPEAT(MD5(seq), 2), seq MOD 1000,"
+            " TIMESTAMP'2024-06-01 12:00:00.123456' + INTERVAL seq MINUTE"
+            f" FROM {_seq(lo, lo + k - 1)}"
+        )
+
+    def update(table: str, k: int) -> int:
+        lo = rng.randrange(1, max(2, next_id[table]))
+        if table == "a":
+            stmt = (
+                "UPDATE a SET n = n + 1, v = CONCAT(LEFT(v, 20), %s), amount = amount + 1.25,"
+                " ts = ts + INTERVAL 1 HOUR, flag = 1 - flag WHERE id >= %s AND id < %s"
+            )
+        else:
+            stmt = (
+                "UPDATE b SET n = n + 1, payload = CONCAT(%s, LEFT(payload, 40)), qty = qty + 1"
+                " WHERE id >= %s AND id < %s"
+            )
+        return run(stmt, (f"u{rng.randrange(1000)}", lo, lo + k))
+
+    def delete(table: str, k: int) -> int:
+        lo = rng.randrange(1, max(2, next_id[table]))
+        return run(f"DELETE FROM {table} WHERE id >= %s AND id < %s", (lo, lo + k))
+
+    def change_key(k: int) -> int:
+        """A primary-key change: the target must drop the old key and write the new one."""
+        lo = rng.randrange(1, max(2, next_id["b"]))
+        return run(
+            "UPDATE b SET id = id + %s, n = n + 1 WHERE id >= %s AND id < %s AND id < %s",
+            (KEY_SHIFT, lo, lo + k, KEY_SHIFT),
+        )
+
+    def insert_then_touch(table: str, k: int) -> int:
+        """Insert rows, update them twice and delete some, all in the same transaction."""
+        lo = next_id[table]
+        done = insert(table, k)
+        done += run(f"UPDATE {table} SET n = n + 1 WHERE id >= %s AND id < %s", (lo, lo + k))
+        done += run(f"UPDATE {table} SET n = n + 1 WHERE id >= %s AND id < %s", (lo, lo + max(1, k // 2)))
+        done += run(f"DELETE FROM {table} WHERE id >= %s AND id < %s", (lo + k - max(1, k // 4), lo + k))
+        return done
+
+    def transaction_size() -> int:
+        r = rng.random()
+        if r < 0.35:
+            return rng.randint(1, 5)
+        if r < 0.65:
+            return rng.randint(6, 100)
+        if r < 0.90:
+            return rng.randint(101, 800)
+        return rng.randint(801, 2000)
+
+    def one_transaction() -> int:
+        budget = transaction_size()  # bounds the statements; the real count can be lower
+        done = 0
+        conn.begin()
+        while budget > 0:
+            k = rng.randint(1, budget)
+            budget -= k
+            table = rng.choice(("a", "b"))
+            op = rng.random()
+            if op < 0.40 or next_id[table] < 50:
+                done += insert(table, k)
+            elif op < 0.70:
+                done += update(table, k)
+            elif op < 0.82:
+                done += delete(table, max(1, k // 3))
+            elif op < 0.88:
+                done += change_key(max(1, k // 4))
+            else:
+                done += insert_then_touch(table, max(1, k // 3))
+        conn.commit()
+        return done
+
+    def count(done: int) -> None:
+        w.changes += done
+        if done:
+            w.transactions += 1
+
+    big_done = False
+    while w.changes < total or not big_done:
+        if not big_done and w.changes >= total * big_at:
+            conn.begin()
+            lo = next_id["b"]
+            done = insert("b", big_rows)
+            w.big_probe_ids = [lo + big_rows // 4, lo + (big_rows * 3) // 4]
+            done += run(
+                "UPDATE a SET n = n + 1, v = CONCAT(v, 'big') WHERE id MOD 5 = 0 AND id < %s",
+                (next_id["a"] // 2,),
+            )
+            done += run("DELETE FROM b WHERE id MOD 11 = 3 AND id < %s", (lo,))
+            conn.commit()
+            w.changes_before_big = w.changes
+            count(done)
+            w.big_changes = done
+            big_done = True
+            continue
+        count(one_transaction())
+    cur.close()
+    return w
+
+
+@dataclass
+class Kill:
+    how: str  # "commit": the crash hook after arg commits; "timed": arg s after spawn;
+    # "batch": arg s after the first applied batch; "big": inside the big transaction
+    arg: float
+
+
+PLAN = [
+    Kill("commit", 1),
+    Kill("timed", 1.2),
+    Kill("big", 0),  # early in the big transaction
+    Kill("big", 1),  # late in the big transaction
+    Kill("commit", 3),
+    Kill("batch", 0.05),
+    Kill("commit", 2),
+    Kill("timed", 0.4),  # usually still starting up
+    Kill("commit", 5),
+    Kill("batch", 0.0),
+    Kill("batch", 0.25),
+    Kill("timed", 2.0),
+    Kill("batch", 0.15),
+]
+
+
+def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    t_start = time.monotonic()
+    db = fresh_db_name
+    flow = f"mcrash_{secrets.token_hex(4)}"
+    mariadb.create_database(db)
+    for ddl in SRC_DDL:
+        mariadb.execute(ddl, db=db)
+    target = PgTarget(pg_target, db)
+    target.create_tables()
+    cfg = write_config(
+        tmp_path / "replicator.yaml", flow, mariadb.url(db), target.url, "{max_rows: 500, max_delay_ms: 50}"
+    )
+    rep = Replicator(cfg, tmp_path)
+    rng = random.Random(20240601)
+    try:
+        # No snapshot yet: the first run records where the flow starts.
+        rep.start("--once")
+        assert rep.proc is not None
+        assert rep.proc.wait(timeout=120) == 0, rep.log()
+        assert target.checkpoint(flow) is not None, "the first run recorded no checkpoint"
+
+        t0 = time.monotonic()
+        conn = mariadb.connect(db, autocommit=False)
+        try:
+            w = generate_workload(conn, rng, total=55_000, big_rows=22_000, big_at=0.3)
+        finally:
+            conn.close()
+        print(
+            f"\nworkload: {w.changes} row changes in {w.transactions} transactions"
+            f" (big transaction: {w.big_changes} changes after {w.changes_before_big})"
+            f" generated in {time.monotonic() - t0:.1f}s"
+        )
+        assert w.changes >= 50_000 and w.big_changes >= 20_000
+
+        kills: dict[str, int] = {}
+        last_changes = 0
+        for i, kill in enumerate(PLAN, 1):
+            cp = target.checkpoint(flow)
+            before = cp[1] if cp else 0
+            env = {"REPLICATOR_TEST_CRASH_AFTER_COMMIT": str(int(kill.arg))} if kill.how == "commit" else {}
+            if kill.how == "big":
+                assert before < w.changes_before_big + w.big_changes, (
+                    "test plan: the big transaction was applied before the kill meant for it"
+                )
+            if kill.how in ("commit", "batch"):
+                assert before < w.changes, f"test plan: no work left for kill {i} ({kill.how})"
+            spawned = time.monotonic()
+            proc = rep.start(env=env)
+            note = ""
+            if kill.how == "commit":
+                try:
+                    rc = proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    rep.kill()
+                    pytest.fail(f"kill {i}: the crash hook did not fire:\n{rep.log()[-3000:]}")
+            else:
+                if kill.how == "timed":
+                    deadline = spawned + kill.arg
+                    while time.monotonic() < deadline and proc.poll() is None:
+                        time.sleep(0.01)
+                elif kill.how == "batch":
+                    deadline = time.monotonic() + 120
+                    while "applied batch" not in rep.log() and proc.poll() is None:
+                        assert time.monotonic() < deadline, f"kill {i}: no batch applied in 120s"
+                        time.sleep(0.01)
+                    time.sleep(kill.arg)  # a random moment, not a correctness assumption
+                else:  # "big": kill while the big transaction is partly written to the target
+                    probe = w.big_probe_ids[int(kill.arg)]
+                    deadline = time.monotonic() + 120
+                    while proc.poll() is None:
+                        if target.holds_uncommitted(probe):
+                            note = f" inside the big transaction (row {probe} written, uncommitted)"
+                            break
+                        cp_now = target.checkpoint(flow)
+                        assert cp_now is None or cp_now[1] < w.changes_before_big + w.big_changes, (
+                            "the big transaction was committed before the probe saw it in flight"
+                        )
+                        assert time.monotonic() < deadline, f"kill {i}: never saw the big transaction"
+                        time.sleep(0.02)
+                assert proc.poll() is None, f"kill {i}: the replicator exited by itself:\n{rep.log()[-3000:]}"
+                rc = rep.kill()
+            assert rc == -signal.SIGKILL, f"kill {i}: exit status {rc}:\n{rep.log()[-3000:]}"
+            assert_clean_log(rep.log(), f"kill {i}")
+            kills[kill.how] = kills.get(kill.how, 0) + 1
+
+            cp = target.checkpoint(flow)
+            assert cp is not None
+            assert cp[1] >= last_changes, f"kill {i}: the checkpoint went backwards: {cp}"
+            assert cp[1] <= w.changes, f"kill {i}: more changes applied than exist: {cp}"
+            if kill.how == "big":
+                # Killed with the big transaction half written: none of it may be visible.
+                assert cp[1] <= w.changes_before_big, f"kill {i}: part of the big transaction committed: {cp}"
+                assert not target.server.execute(
+                    "SELECT 1 FROM b WHERE id = %s", (w.big_probe_ids[0],), dbname=db
+                ), f"kill {i}: a row of the uncommitted big transaction is visible"
+            last_changes = cp[1]
+            print(
+                f"kill {i:2d} ({kill.how} {kill.arg}){note} after {time.monotonic() - spawned:.2f}s:"
+                f" changes applied {before} -> {cp[1]} of {w.changes}"
+            )
+
+        # Recover: a last run applies everything committed on the source, then exits 0.
+        rep.start("--once")
+        assert rep.proc is not None
+        assert rep.proc.wait(timeout=180) == 0, rep.log()[-3000:]
+        assert_clean_log(rep.log(), "final run")
+
+        for table in ("a", "b"):
+            src = source_rows(mariadb, db, table)
+            assert src, f"table {table} is empty on the source"
+            assert_same_rows(table, src, target.rows(table))
+        cp = target.checkpoint(flow)
+        assert cp is not None
+        assert cp[1] == w.changes, f"changes_applied {cp[1]} != {w.changes} source row changes"
+        assert cp[2] == w.transactions, f"transactions_applied {cp[2]} != {w.transactions}"
+        total_kills = sum(kills.values())
+        print(f"kills: {kills} = {total_kills}; {rep.runs} replicator runs; {time.monotonic() - t_start:.1f}s")
+        assert total_kills >= 10 and kills.get("commit", 0) >= 4 and kills.get("big", 0) >= 1
+        assert kills.get("timed", 0) + kills.get("batch", 0) + kills.get("big", 0) >= 6
+    finally:
+        rep.cleanup()
