@@ -56,6 +56,13 @@ def json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+class JsonText(str):
+    """A JSON document as the source stored it (MariaDB's JSON is text): writers put the text
+    into JSON columns verbatim instead of encoding it as a JSON string a second time."""
+
+    __slots__ = ()
+
+
 class Interval(timedelta):
     """A PostgreSQL interval: the ``timedelta`` psycopg computes, plus the exact source text.
 

@@ -486,3 +486,328 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
         assert kills.get("timed", 0) + kills.get("batch", 0) + kills.get("big", 0) >= 6
     finally:
         rep.cleanup()
+
+
+# --------------------------------------------------------------------------- 2. connection drops
+
+
+WRITER_DDL = [
+    "CREATE TABLE a (id INT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL DEFAULT 0, v TEXT,"
+    " amount DECIMAL(12,2), ts DATETIME(6), flag TINYINT) ENGINE=InnoDB",
+    "CREATE TABLE b (id BIGINT AUTO_INCREMENT PRIMARY KEY, n INT NOT NULL DEFAULT 0, payload TEXT,"
+    " qty INT, ts DATETIME(6)) ENGINE=InnoDB",
+    "CREATE TABLE ledger (txn BIGINT AUTO_INCREMENT PRIMARY KEY, changes INT NOT NULL) ENGINE=InnoDB",
+]
+
+
+class SourceWriter(threading.Thread):
+    """Commits small mixed transactions on the source until stopped, reconnecting on errors.
+
+    Each transaction inserts its own row change count into ``ledger`` (not replicated) before
+    committing, so a commit whose outcome the client never learned is still counted exactly.
+    """
+
+    def __init__(self, server: Any, db: str, seed: int) -> None:
+        super().__init__(name="source-writer", daemon=True)
+        self.server = server
+        self.db = db
+        self.rng = random.Random(seed)
+        self.stopping = threading.Event()
+        self.attempts = 0
+        self.failures = 0
+        self.max_id = {"a": 0, "b": 0}
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        conn: Any = None
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if conn is None:
+                        conn = pymysql.connect(
+                            host="127.0.0.1", port=self.server.port, user="root", password="",
+                            database=self.db, autocommit=False, connect_timeout=3,
+                            read_timeout=10, write_timeout=10,
+                        )
+                    self.attempts += 1
+                    conn.begin()
+                    with conn.cursor() as cur:
+                        changes = self._transaction(cur)
+                        cur.execute("INSERT INTO ledger (changes) VALUES (%s)", (changes,))
+                    conn.commit()
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+                    self.failures += 1
+                    if conn is not None:
+                        try:
+                            conn.close()
+                        except pymysql.err.Error:
+                            pass
+                    conn = None
+                    self.stopping.wait(0.2)
+                    continue
+                self.stopping.wait(0.005)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            if conn is not None:
+                try:
+                    conn.close()
+                except pymysql.err.Error:
+                    pass
+
+    def _transaction(self, cur: Any) -> int:
+        rng = self.rng
+        changes = 0
+        for _ in range(rng.randint(1, 3)):
+            table = rng.choice(("a", "b"))
+            op = rng.random()
+            k = rng.randint(1, 30)
+            top = self.max_id[table]
+            if op < 0.45 or top < 100:
+                if table == "a":
+                    n = cur.execute(
+                        "INSERT INTO a (v, amount, ts, flag) SELECT MD5(RAND()), seq / 4, NOW(6), seq MOD 2"
+                        f" FROM seq_1_to_{k}"
+                    )
+                else:
+                    n = cur.execute(
+                        "INSERT INTO b (payload, qty, ts) SELECT REPEAT(MD5(RAND()), 3), seq, NOW(6)"
+                        f" FROM seq_1_to_{k}"
+                    )
+                cur.execute("SELECT LAST_INSERT_ID()")
+                first = int(cur.fetchone()[0])
+                self.max_id[table] = max(top, first + n - 1)
+                changes += n
+            elif op < 0.85:
+                lo = rng.randint(1, top)
+                if table == "a":
+                    stmt = (
+                        "UPDATE a SET n = n + 1, v = CONCAT(LEFT(v, 16), %s), amount = amount + 0.5,"
+                        " ts = NOW(6) WHERE id BETWEEN %s AND %s"
+                    )
+                else:
+                    stmt = (
+                        "UPDATE b SET n = n + 1, payload = CONCAT(%s, LEFT(payload, 60)), qty = qty + 1"
+                        " WHERE id BETWEEN %s AND %s"
+                    )
+                changes += cur.execute(stmt, (f"-{rng.randrange(10**6)}", lo, lo + k))
+            else:
+                lo = rng.randint(1, top)
+                changes += cur.execute(f"DELETE FROM {table} WHERE id BETWEEN %s AND %s", (lo, lo + k // 4))
+        return int(changes)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(timeout=30)
+        assert not self.is_alive(), "the source writer did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+def _keep_reachable(server: Any) -> None:
+    """Re-grant o+x on pytest's temp dirs (a concurrent pytest session may have tightened them)."""
+    if os.geteuid() != 0 or not hasattr(server, "base_dir"):
+        return
+    for d in server.base_dir.parents:
+        if d.name.startswith("pytest-of-") or d.parent.name.startswith("pytest-of-"):
+            mode = d.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                d.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _dump_threads(server: Any) -> list[int]:
+    return [
+        int(r[0])
+        for r in server.execute(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'"
+        )
+    ]
+
+
+def test_mariadb_source_connection_drops(
+    sandbox_factory: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path
+) -> None:
+    source = sandbox_factory.mariadb(name="maria_src_drops")
+    db = fresh_db_name
+    source.create_database(db)
+    for ddl in WRITER_DDL:
+        source.execute(ddl, db=db)
+    target = PgTarget(pg_target, db)
+    target.create_tables()
+    flow = f"mdrop_{secrets.token_hex(4)}"
+    cfg = write_config(
+        tmp_path / "replicator.yaml", flow, source.url(db), target.url, "{max_rows: 200, max_delay_ms: 100}"
+    )
+    rep = Replicator(cfg, tmp_path)
+    writer: SourceWriter | None = None
+    try:
+        first = rep.start("--once")
+        assert first.wait(timeout=120) == 0, rep.log()
+
+        proc = rep.start()
+        writer = SourceWriter(source, db, seed=7)
+        writer.start()
+
+        def applied() -> int:
+            cp = target.checkpoint(flow)
+            return cp[1] if cp else 0
+
+        def alive() -> None:
+            assert proc.poll() is None, f"the replicator exited ({proc.returncode}):\n{rep.log()[-3000:]}"
+
+        def progressed_past(n: int) -> Callable[[], bool]:
+            def check() -> bool:
+                alive()
+                return applied() > n
+
+            return check
+
+        wait_for("the first changes on the target", progressed_past(0))
+
+        # (a) the server kills the binlog dump thread that serves the replicator
+        wait_for("the binlog dump thread", lambda: bool(_dump_threads(source)), timeout=30)
+        before = applied()
+        t0 = time.monotonic()
+        for thread_id in _dump_threads(source):
+            source.execute(f"KILL {thread_id}")
+        wait_for("the replicator to recover from KILL of its dump thread", progressed_past(before))
+        print(f"\nKILL of the dump thread: replicating again after {time.monotonic() - t0:.1f}s")
+
+        # (b) a clean restart and (c) a crash (SIGKILL) of the source server
+        for how in ("stop", "kill"):
+            wait_for("more changes on the target", progressed_past(applied()))
+            before = applied()
+            failures = writer.failures
+            t0 = time.monotonic()
+            getattr(source, how)()
+            wait_for("the writer to notice the server is gone", lambda: writer.failures > failures, timeout=30)
+            _keep_reachable(source)
+            source.start()
+            wait_for(f"the replicator to recover from a server {how}", progressed_past(before))
+            print(f"{how}+start of the source server: replicating again after {time.monotonic() - t0:.1f}s")
+
+        wait_for("more changes after the restarts", progressed_past(applied()))
+        writer.stop()
+        rows = source.execute(
+            "SELECT COALESCE(SUM(changes), 0), COALESCE(SUM(changes > 0), 0) FROM ledger", db=db
+        )
+        expected_changes, expected_txns = int(rows[0][0]), int(rows[0][1])
+        print(
+            f"writer: {writer.attempts} transactions tried, {writer.failures} failed;"
+            f" source committed {expected_changes} row changes in {expected_txns} transactions"
+        )
+
+        def caught_up() -> bool:
+            alive()
+            n = applied()
+            assert n <= expected_changes, f"applied {n} changes, more than the {expected_changes} committed"
+            return n == expected_changes
+
+        wait_for(f"the target to catch up with {expected_changes} changes", caught_up)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, rep.log()[-3000:]
+
+        for table in ("a", "b"):
+            src = source_rows(source, db, table)
+            assert src
+            assert_same_rows(table, src, target.rows(table))
+        cp = target.checkpoint(flow)
+        assert cp is not None
+        assert (cp[1], cp[2]) == (expected_changes, expected_txns)
+
+        log = rep.log()
+        assert log.count("connection problem, retrying") >= 3, log[-3000:]
+        assert_clean_log(log, "streaming run")
+        print(
+            "retry warnings:\n  "
+            + "\n  ".join(line[:220] for line in log.splitlines() if "retrying" in line)
+        )
+    finally:
+        if writer is not None and writer.is_alive():
+            writer.stopping.set()
+            writer.join(timeout=30)
+        rep.cleanup()
+
+
+# --------------------------------------------------------------------------- 3. purged binlog
+
+
+def _purged_setup(
+    sandbox_factory: Any, pg_target: Any, db: str, tmp_path: Path
+) -> tuple[Any, PgTarget, str, Path, tuple[str, int, int]]:
+    """A flow whose checkpoint is at GTID X, then more changes, then the binlog after X purged."""
+    source = sandbox_factory.mariadb(name="maria_src_purge")
+    source.create_database(db)
+    for ddl in SRC_DDL:
+        source.execute(ddl, db=db)
+    target = PgTarget(pg_target, db)
+    target.create_tables()
+    flow = f"mpurge_{secrets.token_hex(4)}"
+    cfg = write_config(
+        tmp_path / "replicator.yaml", flow, source.url(db), target.url, "{max_rows: 500, max_delay_ms: 50}"
+    )
+    rep = Replicator(cfg, tmp_path / "setup")
+    rep.log_dir.mkdir()
+    rep.start("--once")
+    assert rep.proc is not None and rep.proc.wait(timeout=120) == 0, rep.log()
+    source.execute("INSERT INTO a (id, n, v) SELECT seq, 0, MD5(seq) FROM seq_1_to_20", db=db)
+    source.execute("INSERT INTO b (id, n, qty) SELECT seq, 0, seq FROM seq_1_to_20", db=db)
+    rep.start("--once")
+    assert rep.proc is not None and rep.proc.wait(timeout=120) == 0, rep.log()
+    cp = target.checkpoint(flow)
+    assert cp is not None and cp[1:] == (40, 2), cp
+    assert cp[0] == str(source.execute("SELECT @@GLOBAL.gtid_binlog_pos")[0][0]), cp
+
+    # The replicator is stopped; more changes land in binlogs that are then purged.
+    for i in range(3):
+        lo = 1000 + i * 10
+        source.execute(f"INSERT INTO a (id, n, v) SELECT seq, 0, MD5(seq) FROM {_seq(lo, lo + 9)}", db=db)
+        source.execute("UPDATE b SET n = n + 1, qty = qty + 1 WHERE id < 5", db=db)
+        source.execute("FLUSH BINARY LOGS")
+    current = str(source.execute("SHOW MASTER STATUS")[0][0])
+    source.execute(f"PURGE BINARY LOGS TO '{current}'")
+    logs = [str(r[0]) for r in source.execute("SHOW BINARY LOGS")]
+    assert logs == [current], logs
+    return source, target, flow, cfg, cp
+
+
+def _assert_refused(rep: Replicator, rc: int, target: PgTarget, flow: str, cp_before: tuple[str, int, int]) -> None:
+    out = rep.log()
+    assert rc not in (0, -signal.SIGKILL), f"exit status {rc}:\n{out[-3000:]}"
+    assert rc == 1, f"exit status {rc}:\n{out[-3000:]}"
+    assert "Traceback" not in out and "internal error" not in out, out[-3000:]
+    lines = [ln for ln in out.splitlines() if ln.startswith("replicator: ")]
+    assert len(lines) == 1, f"expected one error line from the command:\n{out[-3000:]}"
+    line = lines[0]
+    assert "no longer holds the binlog" in line and cp_before[0] in line, line
+    assert target.checkpoint(flow) == cp_before, "the checkpoint moved although the changes are gone"
+    assert len(target.rows("a")) == 20, "changes after the lost binlog were applied"
+    print(f"\nrefused (exit {rc}): {line}")
+
+
+def test_mariadb_purged_binlog_once(sandbox_factory: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    _, target, flow, cfg, cp_before = _purged_setup(sandbox_factory, pg_target, fresh_db_name, tmp_path)
+    rep = Replicator(cfg, tmp_path)
+    proc = rep.start("--once")
+    try:
+        rc = proc.wait(timeout=60)
+    finally:
+        rep.cleanup()
+    _assert_refused(rep, rc, target, flow, cp_before)
+
+
+def test_mariadb_purged_binlog_streaming(
+    sandbox_factory: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path
+) -> None:
+    _, target, flow, cfg, cp_before = _purged_setup(sandbox_factory, pg_target, fresh_db_name, tmp_path)
+    rep = Replicator(cfg, tmp_path)
+    proc = rep.start()
+    try:
+        try:
+            rc = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the streaming run kept going (retrying?) for 30s:\n{rep.log()[-3000:]}")
+    finally:
+        rep.cleanup()
+    _assert_refused(rep, rc, target, flow, cp_before)
+    assert "retrying" not in rep.log(), rep.log()[-3000:]

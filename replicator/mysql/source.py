@@ -38,7 +38,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateR
 
 from ..errors import CheckFailed, DataError, ReplicatorError, TransientError
 from ..mapping import TableInfo
-from ..records import DELETE, INSERT, TRUNCATE, UPDATE, Begin, Change, Commit, Heartbeat, Item, Position, TableId
+from ..records import DELETE, INSERT, TRUNCATE, UPDATE, JsonText, Begin, Change, Commit, Heartbeat, Item, Position, TableId
 from ..urls import parse
 from .catalog import describe_table
 from .ddl import parse_ddl
@@ -95,6 +95,7 @@ class MySQLSource:
         self._tables: dict[TableId, TableInfo] = {}
         self._reader: BinLogStreamReader | None = None
         self._interrupted = False
+        self._json: dict[TableId, tuple[str, ...]] = {}
 
     @property
     def conn(self) -> Any:
@@ -252,7 +253,11 @@ class MySQLSource:
                 body, ncols = rows_body(ev)
                 key = synced[tid].primary_key
                 rkind = _KINDS[kind]
+                json_cols = self._json_columns(tid)
                 for before, after in decoder.decode(rkind, body, ncols):
+                    if json_cols:
+                        _mark_json(before, json_cols)
+                        _mark_json(after, json_cols)
                     if rkind == "write":
                         assert after is not None
                         yield Change(INSERT, tid, {k: after[k] for k in key}, None, after)
@@ -312,6 +317,13 @@ class MySQLSource:
                 decoders.clear()
                 continue
 
+    def _json_columns(self, table: TableId) -> tuple[str, ...]:
+        """MariaDB JSON columns (LONGTEXT + json_valid): their text is a JSON document."""
+        cached = self._json.get(table)
+        if cached is None:
+            cached = self._json[table] = tuple(c.name for c in self._tables[table].columns if c.type == "json")
+        return cached
+
     def close(self) -> None:
         if self._conn is not None:
             try:
@@ -319,6 +331,14 @@ class MySQLSource:
             except pymysql.err.Error:
                 pass
             self._conn = None
+
+
+def _mark_json(row: dict[str, Any] | None, columns: tuple[str, ...]) -> None:
+    if row is not None:
+        for c in columns:
+            v = row.get(c)
+            if type(v) is str:
+                row[c] = JsonText(v)
 
 
 _TRUNCATE = re.compile(

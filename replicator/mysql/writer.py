@@ -27,7 +27,7 @@ from ..batch import TableOps
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import ColumnInfo, TableInfo
 from ..protocols import Checkpoint
-from ..records import JSON_NULL, AddedColumn, Row, TableId
+from ..records import JSON_NULL, AddedColumn, JsonText, Row, TableId
 from ..urls import parse
 from .catalog import describe_table
 
@@ -73,7 +73,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> Any:
-    return None if value is None else json.dumps(value, ensure_ascii=False, default=_json_default)
+    if value is None or isinstance(value, JsonText):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
 
 
 def _utc_naive(value: Any) -> Any:

@@ -29,7 +29,7 @@ from ..batch import TableOps
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import TableInfo
 from ..protocols import Checkpoint
-from ..records import AddedColumn, Interval, Row, TableId, json_default
+from ..records import AddedColumn, Interval, JsonText, Row, TableId, json_default
 from ..typemap import UnsupportedType, mysql_to_pg
 from .catalog import describe_table
 from .conn import connect
@@ -75,7 +75,12 @@ class _IntervalDumper(Dumper):
 def _keep_exact_values(conn: psycopg.Connection[Any]) -> None:
     """JSON_NULL is written as the JSON document null; an Interval as its exact text (also
     through COPY, which picks dumpers by the column's type)."""
-    set_json_dumps(partial(json.dumps, default=json_default), context=conn)
+    encode = partial(json.dumps, default=json_default)
+
+    def dumps(obj: Any) -> str:
+        return str(obj) if isinstance(obj, JsonText) else encode(obj)
+
+    set_json_dumps(dumps, context=conn)
     conn.adapters.register_dumper(Interval, _IntervalDumper)
 
 
