@@ -70,6 +70,12 @@ class FlowConfig(_Model):
     server_id: int | None = Field(default=None, ge=1, le=4294967295)
     zero_dates: Literal["error", "null"] = "error"
 
+    @field_validator("zero_dates", mode="before")
+    @classmethod
+    def _yaml_null(cls, value: Any) -> Any:
+        # `zero_dates: null` (as the error message advises) is YAML's null: it means "null".
+        return "null" if value is None else value
+
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:

@@ -28,6 +28,7 @@ from datetime import datetime
 import structlog
 
 from .batch import Batch
+from .pg.passthrough import RawBatch, RawChange, passthrough_key
 from .config import Config, FlowConfig
 from .errors import ReplicatorError, SchemaError, TransientError
 from .mapping import TableMapping
@@ -143,6 +144,9 @@ class FlowRunner:
         self._stop_at: Position | None = None
         self._crash_after = int(os.environ.get("REPLICATOR_TEST_CRASH_AFTER_COMMIT", "0"))
         self._streaming = False  # the current session has received data from the source
+        # Tables streamed as raw text (PostgreSQL -> PostgreSQL, see replicator.pg.passthrough):
+        # table -> (source column names, source columns of the target key).
+        self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     # -- outer loop: retries -----------------------------------------------------------------
     def run(self) -> None:
@@ -169,6 +173,8 @@ class FlowRunner:
             source = open_source(self.config, self.flow)
             sink.ensure_state()
             mappings = self._bind(source, sink)
+            if self._passthrough and hasattr(sink, "apply_raw") and hasattr(source, "set_passthrough"):
+                source.set_passthrough(self._passthrough)
             source.prepare([m.source for m in mappings.values()])
             checkpoint = sink.read_checkpoint(self.flow.name)
             if checkpoint is None:
@@ -192,6 +198,7 @@ class FlowRunner:
     def _bind(self, source: Source, sink: Sink) -> dict[TableId, TableMapping]:
         """Check every table on both sides before anything is written."""
         mappings: dict[TableId, TableMapping] = {}
+        self._passthrough = {}
         for table in self.flow.tables:
             src = self.config.source_table(self.flow, table)
             dst = self.config.target_table(self.flow, table)
@@ -206,6 +213,9 @@ class FlowRunner:
             mapping = TableMapping(src, dst, table.columns)
             mapping.bind(src_info, dst_info)
             mappings[src] = mapping
+            key = passthrough_key(table, mapping, src_info, dst_info)
+            if key is not None:
+                self._passthrough[src] = (src_info.column_names, key)
         return mappings
 
     def _stream(
@@ -226,6 +236,10 @@ class FlowRunner:
             return True
 
         batch = Batch()
+        raw = RawBatch()  # passthrough rows; only one of the two buffers holds rows at a time
+        batch_used = False  # batch may hold changes (a truncate does not count in its size)
+        last_table: TableId | None = None  # the table of the previous passthrough row...
+        last_mapping: TableMapping | None = None  # ...and its mapping
         pending_changes = 0  # changes of complete, uncommitted source transactions
         pending_txns = 0
         txn_changes = 0  # changes of the source transaction in progress
@@ -242,6 +256,8 @@ class FlowRunner:
             ops = batch.drain()
             if ops:
                 sink.apply(ops)
+            if raw.size:
+                sink.apply_raw(raw.drain())  # type: ignore[attr-defined]
             changes_total += pending_changes
             txns_total += pending_txns
             assert position is not None
@@ -290,7 +306,25 @@ class FlowRunner:
                 self._streaming = True
                 for item in chunk:
                     kind = type(item)
-                    if kind is Change:
+                    if kind is RawChange:  # type: ignore[comparison-overlap]  # PG passthrough
+                        table = item.table  # type: ignore[union-attr]
+                        if table is not last_table:
+                            last_table, last_mapping = table, mappings.get(table)
+                        if last_mapping is None:
+                            continue
+                        if batch_used:  # keep the order: earlier normal changes go first
+                            ops = batch.drain()
+                            if ops:
+                                sink.apply(ops)
+                            batch_used = False
+                        raw.add(item, last_mapping)  # type: ignore[arg-type]
+                        txn_changes += 1
+                        if raw.size >= max_rows and in_txn:
+                            sink.apply_raw(raw.drain())  # type: ignore[attr-defined]
+                    elif kind is Change:
+                        if raw.size:  # keep the order: earlier passthrough rows go first
+                            sink.apply_raw(raw.drain())  # type: ignore[attr-defined]
+                        batch_used = True
                         mapping = mappings.get(item.table)  # type: ignore[union-attr]
                         if mapping is None:
                             continue

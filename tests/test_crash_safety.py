@@ -19,7 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -287,21 +288,29 @@ class PgTarget:
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", dbname=self.db)]
 
-    def in_big_transaction(self, w: Workload, which: int) -> bool:
-        """True while the replicator's open target transaction holds the probe row.
+    @contextmanager
+    def row_lock(self, row_id: int) -> Iterator[Callable[[], bool]]:
+        """Hold an uncommitted insert of ``b.id = row_id`` (rolled back at the end).
 
-        An insert of the same key waits for an uncommitted insert of that key; with a short
-        lock_timeout the wait turns into an error. Our own insert is always rolled back.
+        The replicator's write of that key waits for this transaction, so it stops in the
+        middle of the big source transaction. Yields "is the replicator waiting for us?".
         """
         with psycopg.connect(self.url) as conn:
-            try:
-                conn.execute("SET LOCAL lock_timeout = '100ms'")
-                conn.execute(
-                    "INSERT INTO b (id) VALUES (%s) ON CONFLICT DO NOTHING", (w.big_probe_ids[which],)
+            conn.execute("INSERT INTO b (id) VALUES (%s)", (row_id,))
+            row = conn.execute("SELECT pg_backend_pid()").fetchone()
+            assert row is not None
+            pid = int(row[0])
+
+            def blocked() -> bool:
+                rows = self.server.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                    " AND %s = ANY(pg_blocking_pids(pid))",
+                    (self.db, pid),
                 )
-                return False
-            except psycopg.errors.LockNotAvailable:
-                return True
+                return int(rows[0][0]) > 0
+
+            try:
+                yield blocked
             finally:
                 conn.rollback()
 
@@ -333,21 +342,32 @@ class MariaTarget:
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", db=self.db)]
 
-    def in_big_transaction(self, w: Workload, which: int) -> bool:
-        """True when the replicator's open transaction modified more rows than any normal batch.
+    @contextmanager
+    def row_lock(self, row_id: int) -> Iterator[Callable[[], bool]]:
+        """Like :meth:`PgTarget.row_lock`: InnoDB makes a duplicate-key insert wait too."""
+        conn = self.server.connect(self.db, autocommit=False)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO b (id) VALUES (%s)", (row_id,))
+                cur.execute("SELECT CONNECTION_ID()")
+                own = int(cur.fetchone()[0])
 
-        A normal target transaction holds < max_rows changes plus one source transaction of at
-        most 2,000 rows; the big source transaction alone modifies ``big_changes`` rows.
-        """
-        threshold = [4_000, 7_000][which]
-        assert w.big_changes > threshold + 1_000
-        rows = self.server.execute(
-            "SELECT MAX(t.trx_rows_modified) FROM information_schema.INNODB_TRX t"
-            " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
-            " WHERE p.DB = %s",
-            (self.db,),
-        )
-        return bool(rows and rows[0][0] is not None and int(rows[0][0]) > threshold)
+            def blocked() -> bool:
+                rows = self.server.execute(
+                    "SELECT count(*) FROM information_schema.INNODB_TRX t"
+                    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+                    " WHERE p.DB = %s AND p.ID <> %s AND t.trx_state = 'LOCK WAIT'",
+                    (self.db, own),
+                )
+                if int(rows[0][0]) > 0 and os.environ.get("DEBUG_LOCKS"):
+                    print(self.server.execute("SELECT * FROM information_schema.INNODB_LOCKS"))
+                    print(self.server.execute("SELECT t.trx_rows_modified, p.INFO FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE p.DB = %s", (self.db,)))
+                return int(rows[0][0]) > 0
+
+            yield blocked
+        finally:
+            conn.rollback()
+            conn.close()
 
 
 def normalize_pg(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -444,7 +464,7 @@ def run_crash_scenario(
         rng = random.Random(seed)
         t0 = time.monotonic()
         with psycopg.connect(pg_source.url(src_db), autocommit=True) as conn:
-            w = generate_workload(conn, rng, total, big_rows, big_at=0.3)
+            w = generate_workload(conn, rng, total, big_rows, big_at=0.25)
         print(
             f"\nworkload: {w.changes} row changes in {w.transactions} transactions"
             f" (big transaction: {w.big_changes} changes after {w.changes_before_big})"
@@ -465,39 +485,42 @@ def run_crash_scenario(
             if kill.how in ("commit", "batch"):
                 assert before < w.changes, f"test plan: no work left for kill {i} ({kill.how})"
             spawned = time.monotonic()
-            proc = rep.start(env=env)
             note = ""
-            if kill.how == "commit":
-                try:
-                    rc = proc.wait(timeout=120)
-                except subprocess.TimeoutExpired:
-                    rep.kill()
-                    pytest.fail(f"kill {i}: the crash hook did not fire:\n{rep.log()[-3000:]}")
-            else:
-                if kill.how == "timed":
-                    deadline = spawned + kill.arg
-                    while time.monotonic() < deadline and proc.poll() is None:
-                        time.sleep(0.01)
-                elif kill.how == "batch":
-                    deadline = time.monotonic() + 120
-                    while "applied batch" not in rep.log() and proc.poll() is None:
-                        assert time.monotonic() < deadline, f"kill {i}: no batch applied in 120s"
-                        time.sleep(0.01)
-                    time.sleep(kill.arg)
-                else:  # "big": kill while the big transaction is half applied
-                    deadline = time.monotonic() + 120
-                    while proc.poll() is None:
-                        if target.in_big_transaction(w, int(kill.arg)):
-                            note = " inside the big transaction"
-                            break
-                        cp_now = target.checkpoint(flow)
-                        assert cp_now is None or cp_now[1] < w.changes_before_big + w.big_changes, (
-                            "the big transaction was committed before the probe saw it in flight"
-                        )
-                        assert time.monotonic() < deadline, f"kill {i}: never saw the big transaction"
-                        time.sleep(0.02)
-                assert proc.poll() is None, f"kill {i}: the replicator exited by itself:\n{rep.log()[-3000:]}"
-                rc = rep.kill()
+            with ExitStack() as stack:
+                if kill.how == "big":
+                    # Hold a row the big transaction inserts: the replicator stops there, inside
+                    # the big transaction, with everything before it written but not committed.
+                    blocked = stack.enter_context(target.row_lock(w.big_probe_ids[int(kill.arg)]))
+                proc = rep.start(env=env)
+                if kill.how == "commit":
+                    try:
+                        rc = proc.wait(timeout=120)
+                    except subprocess.TimeoutExpired:
+                        rep.kill()
+                        pytest.fail(f"kill {i}: the crash hook did not fire:\n{rep.log()[-3000:]}")
+                else:
+                    if kill.how == "timed":
+                        deadline = spawned + kill.arg
+                        while time.monotonic() < deadline and proc.poll() is None:
+                            time.sleep(0.01)
+                    elif kill.how == "batch":
+                        deadline = time.monotonic() + 120
+                        while "applied batch" not in rep.log() and proc.poll() is None:
+                            assert time.monotonic() < deadline, f"kill {i}: no batch applied in 120s"
+                            time.sleep(0.01)
+                        time.sleep(kill.arg)
+                    else:
+                        deadline = time.monotonic() + 120
+                        while not blocked() and proc.poll() is None:
+                            cp_now = target.checkpoint(flow)
+                            assert cp_now is None or cp_now[1] < w.changes_before_big + w.big_changes, (
+                                "the big transaction was committed past the row lock"
+                            )
+                            assert time.monotonic() < deadline, f"kill {i}: never blocked in the big transaction"
+                            time.sleep(0.02)
+                        note = " inside the big transaction"
+                    assert proc.poll() is None, f"kill {i}: the replicator exited by itself:\n{rep.log()[-3000:]}"
+                    rc = rep.kill()
             assert rc == -signal.SIGKILL, f"kill {i}: exit status {rc}:\n{rep.log()[-3000:]}"
             assert_clean_log(rep.log(), f"kill {i}")
             kills[kill.how] = kills.get(kill.how, 0) + 1
@@ -548,8 +571,8 @@ def run_crash_scenario(
 
 
 def make_plan(seed: int) -> list[Kill]:
-    """13 kills. The crash-hook kills need work left to commit, so they come before the last
-    third of the workload can have been applied; the last kills are purely timed."""
+    """13 kills. Both big-transaction kills come first (the checkpoint is still before it);
+    kills that need work left (crash hook, after a batch) come before the purely timed ones."""
     rng = random.Random(seed)
 
     def timed() -> Kill:
@@ -559,16 +582,16 @@ def make_plan(seed: int) -> list[Kill]:
         return Kill("batch", round(rng.uniform(0.0, 0.3), 2))
 
     return [
+        Kill("big", 0),  # a quarter into the big transaction
+        Kill("big", 1),  # three quarters into it
         Kill("commit", 1),
-        Kill("big", 0),  # early in the big transaction
-        Kill("big", 1),  # late in the big transaction
         Kill("commit", 3),
         timed(),
         Kill("commit", 2),
         batch(),
-        timed(),
         Kill("commit", 6),
         batch(),
+        timed(),
         batch(),
         timed(),
         timed(),
@@ -581,7 +604,7 @@ def test_crash_safety_pg_to_pg(pg_source: Any, pg_target: Any, fresh_db_name: st
         target=PgTarget(pg_target, fresh_db_name),
         src_db=fresh_db_name,
         tmp_path=tmp_path,
-        total=150_000,
+        total=200_000,
         big_rows=25_000,
         plan=make_plan(11),
         seed=1,
@@ -594,7 +617,7 @@ def test_crash_safety_pg_to_mariadb(pg_source: Any, mariadb: Any, fresh_db_name:
         target=MariaTarget(mariadb, fresh_db_name),
         src_db=fresh_db_name,
         tmp_path=tmp_path,
-        total=70_000,
+        total=100_000,
         big_rows=12_000,
         plan=make_plan(12),
         seed=2,

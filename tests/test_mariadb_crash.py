@@ -1,7 +1,7 @@
 """MariaDB → PostgreSQL under real failures: crashes of the replicator, lost binlog
 connections, source restarts and crashes, and a binlog that no longer holds the checkpoint.
 
-1. ``test_mariadb_crash_safety``: a ≥ 50k-change workload (inserts, updates, deletes, key
+1. ``test_mariadb_crash_safety``: a 180k-change workload (inserts, updates, deletes, key
    changes, transactions of every size and one 20k+ row transaction) is committed on the
    source first; the replicator (a real subprocess, small batches) is SIGKILLed again and again
    -- right after a target commit (the ``REPLICATOR_TEST_CRASH_AFTER_COMMIT`` hook), at random
@@ -15,6 +15,8 @@ connections, source restarts and crashes, and a binlog that no longer holds the 
 3. ``test_mariadb_purged_binlog_*``: when the binlog after the checkpoint was purged, ``run``
    and ``run --once`` stop with one clear line, never jump to the current end, and leave the
    checkpoint where it was.
+4. ``test_mariadb_table_ids_reused_after_restart``: binlog table ids are per server lifetime;
+   reading across a restart must not decode another table's rows with a stale table map.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+
+from replicator.mysql.positions import MariaGtid
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_SHIFT = 100_000_000  # primary-key changes move a row to id + KEY_SHIFT
@@ -145,21 +149,25 @@ class PgTarget:
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", dbname=self.db)]
 
-    def holds_uncommitted(self, key: int) -> bool:
-        """True while the replicator's open target transaction has written row ``b.id = key``.
+    def hold_key(self, key: int) -> psycopg.Connection[Any]:
+        """Open a transaction that inserts row ``b.id = key`` and keeps it uncommitted.
 
-        An insert of the same key waits for an uncommitted insert of that key; with a short
-        lock_timeout the wait becomes an error. Our own insert is always rolled back.
+        The replicator's own write of that key then waits for this transaction: when only the
+        big source transaction writes ``key``, the replicator is stopped right inside it, with
+        part of it written to its open target transaction. Roll back to let it go.
         """
-        with psycopg.connect(self.url) as conn:
-            try:
-                conn.execute("SET LOCAL lock_timeout = '100ms'")
-                conn.execute("INSERT INTO b (id) VALUES (%s) ON CONFLICT DO NOTHING", (key,))
-                return False
-            except psycopg.errors.LockNotAvailable:
-                return True
-            finally:
-                conn.rollback()
+        conn = psycopg.connect(self.url)
+        conn.execute("INSERT INTO b (id) VALUES (%s)", (key,))
+        return conn
+
+    def waiting_writer(self, holder: psycopg.Connection[Any]) -> int | None:
+        """The pid of a target session waiting for a lock that ``holder``'s transaction holds."""
+        rows = self.server.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND %s = ANY(pg_blocking_pids(pid))",
+            (self.db, holder.info.backend_pid),
+            dbname=self.db,
+        )
+        return int(rows[0][0]) if rows else None
 
 
 def source_rows(server: Any, db: str, table: str) -> list[tuple[Any, ...]]:
@@ -348,21 +356,33 @@ class Kill:
     arg: float
 
 
-PLAN = [
-    Kill("commit", 1),
-    Kill("timed", 1.2),
-    Kill("big", 0),  # early in the big transaction
-    Kill("big", 1),  # late in the big transaction
-    Kill("commit", 3),
-    Kill("batch", 0.05),
-    Kill("commit", 2),
-    Kill("timed", 0.4),  # usually still starting up
-    Kill("commit", 5),
-    Kill("batch", 0.0),
-    Kill("batch", 0.25),
-    Kill("timed", 2.0),
-    Kill("batch", 0.15),
-]
+def make_plan(seed: int) -> list[Kill]:
+    """13 kills: 4 by the crash hook, 2 inside the big transaction, 7 at random moments (the
+    process starts streaming 0.5-1.5 s after it is spawned, so timed kills land anywhere from
+    start-up to full speed). The long timed kill comes last, so the others find work."""
+    rng = random.Random(seed)
+
+    def timed(lo: float, hi: float) -> Kill:
+        return Kill("timed", round(rng.uniform(lo, hi), 2))
+
+    def batch() -> Kill:
+        return Kill("batch", round(rng.uniform(0.0, 0.2), 2))
+
+    return [
+        Kill("commit", 1),
+        timed(1.0, 2.0),
+        Kill("big", 0),  # a quarter into the big transaction
+        Kill("big", 1),  # three quarters into it
+        Kill("commit", 3),
+        batch(),
+        Kill("commit", 2),
+        timed(0.2, 0.6),  # usually still starting up
+        Kill("commit", 5),
+        batch(),
+        batch(),
+        batch(),
+        timed(1.5, 3.0),
+    ]
 
 
 def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
@@ -389,7 +409,7 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
         t0 = time.monotonic()
         conn = mariadb.connect(db, autocommit=False)
         try:
-            w = generate_workload(conn, rng, total=55_000, big_rows=22_000, big_at=0.3)
+            w = generate_workload(conn, rng, total=180_000, big_rows=25_000, big_at=0.25)
         finally:
             conn.close()
         print(
@@ -397,11 +417,12 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
             f" (big transaction: {w.big_changes} changes after {w.changes_before_big})"
             f" generated in {time.monotonic() - t0:.1f}s"
         )
-        assert w.changes >= 50_000 and w.big_changes >= 20_000
+        assert w.changes >= 180_000 and w.big_changes >= 25_000
 
         kills: dict[str, int] = {}
         last_changes = 0
-        for i, kill in enumerate(PLAN, 1):
+        holder: psycopg.Connection[Any] | None = None
+        for i, kill in enumerate(make_plan(7), 1):
             cp = target.checkpoint(flow)
             before = cp[1] if cp else 0
             env = {"REPLICATOR_TEST_CRASH_AFTER_COMMIT": str(int(kill.arg))} if kill.how == "commit" else {}
@@ -411,6 +432,9 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
                 )
             if kill.how in ("commit", "batch"):
                 assert before < w.changes, f"test plan: no work left for kill {i} ({kill.how})"
+            if kill.how == "big":
+                probe = w.big_probe_ids[int(kill.arg)]
+                holder = target.hold_key(probe)
             spawned = time.monotonic()
             proc = rep.start(env=env)
             note = ""
@@ -432,20 +456,25 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
                         time.sleep(0.01)
                     time.sleep(kill.arg)  # a random moment, not a correctness assumption
                 else:  # "big": kill while the big transaction is partly written to the target
-                    probe = w.big_probe_ids[int(kill.arg)]
+                    assert holder is not None
                     deadline = time.monotonic() + 120
                     while proc.poll() is None:
-                        if target.holds_uncommitted(probe):
-                            note = f" inside the big transaction (row {probe} written, uncommitted)"
+                        pid = target.waiting_writer(holder)
+                        if pid is not None:
+                            note = f" inside the big transaction (blocked writing b.id={probe})"
                             break
                         cp_now = target.checkpoint(flow)
                         assert cp_now is None or cp_now[1] < w.changes_before_big + w.big_changes, (
-                            "the big transaction was committed before the probe saw it in flight"
+                            "the big transaction was committed although a key it writes is locked"
                         )
-                        assert time.monotonic() < deadline, f"kill {i}: never saw the big transaction"
+                        assert time.monotonic() < deadline, f"kill {i}: never reached the big transaction"
                         time.sleep(0.02)
                 assert proc.poll() is None, f"kill {i}: the replicator exited by itself:\n{rep.log()[-3000:]}"
                 rc = rep.kill()
+            if holder is not None:
+                holder.rollback()  # lets the dead replicator's target session end
+                holder.close()
+                holder = None
             assert rc == -signal.SIGKILL, f"kill {i}: exit status {rc}:\n{rep.log()[-3000:]}"
             assert_clean_log(rep.log(), f"kill {i}")
             kills[kill.how] = kills.get(kill.how, 0) + 1
@@ -486,6 +515,8 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
         assert kills.get("timed", 0) + kills.get("batch", 0) + kills.get("big", 0) >= 6
     finally:
         rep.cleanup()
+        if holder is not None:
+            holder.close()
 
 
 # --------------------------------------------------------------------------- 2. connection drops
@@ -664,26 +695,48 @@ def test_mariadb_source_connection_drops(
 
         wait_for("the first changes on the target", progressed_past(0))
 
+        def source_seq() -> int:
+            return MariaGtid.parse(str(source.execute("SELECT @@GLOBAL.gtid_binlog_pos")[0][0])).seq(0)
+
+        def recovered(what: str, warnings: int) -> None:
+            """The replicator noticed (a retry warning) and applies what was committed after."""
+            wait_for(f"a retry warning after {what}", lambda: rep.log().count("retrying") >= warnings, timeout=60)
+            s0 = source_seq()
+            wait_for(f"the writer to commit after {what}", lambda: source_seq() > s0, timeout=60)
+            newer = source_seq()
+
+            def applied_newer() -> bool:
+                alive()
+                cp = target.checkpoint(flow)
+                return cp is not None and MariaGtid.parse(cp[0]).seq(0) >= newer
+
+            wait_for(f"the replicator to apply transaction 0-1-{newer} after {what}", applied_newer)
+
         # (a) the server kills the binlog dump thread that serves the replicator
         wait_for("the binlog dump thread", lambda: bool(_dump_threads(source)), timeout=30)
-        before = applied()
         t0 = time.monotonic()
         for thread_id in _dump_threads(source):
             source.execute(f"KILL {thread_id}")
-        wait_for("the replicator to recover from KILL of its dump thread", progressed_past(before))
+        recovered("KILL of the dump thread", 1)
         print(f"\nKILL of the dump thread: replicating again after {time.monotonic() - t0:.1f}s")
 
         # (b) a clean restart and (c) a crash (SIGKILL) of the source server
         for how in ("stop", "kill"):
             wait_for("more changes on the target", progressed_past(applied()))
-            before = applied()
             failures = writer.failures
+            warnings = rep.log().count("retrying")
             t0 = time.monotonic()
             getattr(source, how)()
             wait_for("the writer to notice the server is gone", lambda: writer.failures > failures, timeout=30)
+            # Down until the replicator lost its stream and also failed to reconnect once.
+            wait_for(
+                f"the replicator to fail to reconnect to the {how}ped server",
+                lambda: rep.log().count("retrying") >= warnings + 2,
+                timeout=60,
+            )
             _keep_reachable(source)
             source.start()
-            wait_for(f"the replicator to recover from a server {how}", progressed_past(before))
+            recovered(f"a server {how}", warnings + 2)
             print(f"{how}+start of the source server: replicating again after {time.monotonic() - t0:.1f}s")
 
         wait_for("more changes after the restarts", progressed_past(applied()))
@@ -716,7 +769,7 @@ def test_mariadb_source_connection_drops(
         assert (cp[1], cp[2]) == (expected_changes, expected_txns)
 
         log = rep.log()
-        assert log.count("connection problem, retrying") >= 3, log[-3000:]
+        assert log.count("connection problem, retrying") >= 5, log[-3000:]
         assert_clean_log(log, "streaming run")
         print(
             "retry warnings:\n  "
@@ -765,9 +818,13 @@ def _purged_setup(
         source.execute("UPDATE b SET n = n + 1, qty = qty + 1 WHERE id < 5", db=db)
         source.execute("FLUSH BINARY LOGS")
     current = str(source.execute("SHOW MASTER STATUS")[0][0])
-    source.execute(f"PURGE BINARY LOGS TO '{current}'")
-    logs = [str(r[0]) for r in source.execute("SHOW BINARY LOGS")]
-    assert logs == [current], logs
+
+    def purged() -> bool:
+        # MariaDB keeps a file until InnoDB has flushed past it (its binlog checkpoint).
+        source.execute(f"PURGE BINARY LOGS TO '{current}'")
+        return [str(r[0]) for r in source.execute("SHOW BINARY LOGS")] == [current]
+
+    wait_for(f"the binary logs before {current} to be purged", purged, timeout=60)
     return source, target, flow, cfg, cp
 
 
@@ -811,3 +868,63 @@ def test_mariadb_purged_binlog_streaming(
         rep.cleanup()
     _assert_refused(rep, rc, target, flow, cp_before)
     assert "retrying" not in rep.log(), rep.log()[-3000:]
+
+
+# --------------------------------------------------------------------------- table ids after restarts
+
+
+def test_mariadb_table_ids_reused_after_restart(
+    sandbox_factory: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path
+) -> None:
+    """A binlog table id names a table only for one server lifetime: after a restart the same
+    id can name another table. Reading across the restart must not decode rows of the other
+    table (here: an unsynced table of the same shape) as rows of the synced one."""
+    source = sandbox_factory.mariadb(name="maria_src_tableids")
+    db = fresh_db_name
+    source.create_database(db)
+    source.execute("CREATE TABLE t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB", db=db)
+    source.execute("CREATE TABLE u (id INT PRIMARY KEY, v INT) ENGINE=InnoDB", db=db)
+    pg_target.create_database(db)
+    pg_target.execute("CREATE TABLE t (id int PRIMARY KEY, v int)", dbname=db)
+    flow = f"mtid_{secrets.token_hex(4)}"
+    cfg = tmp_path / "replicator.yaml"
+    cfg.write_text(
+        "systems:\n"
+        f"  src: {{url: '{source.url(db)}'}}\n"
+        f"  dst: {{url: '{pg_target.url(db)}'}}\n"
+        "flows:\n"
+        f"  - name: {flow}\n"
+        "    source: src\n"
+        "    target: dst\n"
+        "    tables:\n"
+        "      - source: t\n"
+    )
+    rep = Replicator(cfg, tmp_path)
+    try:
+        assert rep.start("--once").wait(timeout=120) == 0, rep.log()  # records the start
+
+        _keep_reachable(source)
+        source.restart()  # lifetime 1: t is the first table opened
+        source.execute("INSERT INTO t VALUES (1, 1)", db=db)
+        _keep_reachable(source)
+        source.kill()
+        source.start()  # lifetime 2: u is opened first and gets t's old id
+        source.execute("INSERT INTO u VALUES (100, 100)", db=db)
+        source.execute("INSERT INTO t VALUES (2, 2)", db=db)
+
+        ids: dict[str, list[tuple[str, str]]] = {}
+        for (log_name, *_rest) in source.execute("SHOW BINARY LOGS"):
+            for ev in source.execute(f"SHOW BINLOG EVENTS IN '{log_name}'"):
+                if ev[2] == "Table_map":
+                    table_id, name = str(ev[5]).split(" (")
+                    ids.setdefault(name.rstrip(")").split(".")[-1], []).append((log_name, table_id))
+        assert any(i == j and f < g for f, i in ids["t"] for g, j in ids["u"]), (
+            f"precondition: u did not reuse a table id of t in a later binlog file: {ids}"
+        )
+
+        assert rep.start("--once").wait(timeout=120) == 0, rep.log()[-3000:]
+        assert_clean_log(rep.log(), "run across the restart")
+        rows = [tuple(r) for r in pg_target.execute("SELECT * FROM t ORDER BY id", dbname=db)]
+        assert rows == [(1, 1), (2, 2)], f"rows of u arrived in t (decoded with t's stale table map): {rows}"
+    finally:
+        rep.cleanup()

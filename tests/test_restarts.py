@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
 import signal
 import stat
@@ -337,10 +338,12 @@ def run_restart_scenario(
             wait_for(f"the target to apply the first {have} changes", progressed_past(have - 1))
 
         replicated_what_the_source_has_now()
+        outages: list[datetime] = []
         for how in ("stop", "kill"):
             time.sleep(0.3)  # let the replicator be mid-stream
             t0 = time.monotonic()
-            print(f"\n{datetime.now(timezone.utc):%H:%M:%S.%f} {how} {restarted.name}")
+            outages.append(datetime.now(timezone.utc))
+            print(f"\n{outages[-1]:%H:%M:%S.%f} {how} {restarted.name}")
             getattr(restarted, how)()
             time.sleep(1.0)  # down for a while: the writer and the replicator see errors
             _keep_reachable(restarted)
@@ -380,7 +383,15 @@ def run_restart_scenario(
         assert (cp[1], cp[2]) == (expected_changes, expected_txns)
 
         log = log_path.read_text(errors="replace")
-        assert log.count("connection problem, retrying") >= 2, log[-3000:]
+        warnings = [
+            (datetime.fromisoformat(m.group(1)), float(m.group(2)))
+            for m in re.finditer(r"timestamp='([^']+)'.*connection problem, retrying.*retry_in_s=([\d.]+)", log)
+        ]
+        for outage in outages:
+            after = [w for w in warnings if w[0] >= outage]
+            assert after, f"no retry warning after the outage at {outage}:\n{log[-3000:]}"
+            # Each new outage starts with the shortest back-off, whatever happened before.
+            assert after[0][1] == 1.0, f"the outage at {outage} was first retried after {after[0][1]}s"
         for bad in ("Traceback", "level='error'", "flow crashed"):
             assert bad not in log, log[-3000:]
         everything = log + (tmp_path / "first-run.log").read_text(errors="replace")

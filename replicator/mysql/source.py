@@ -314,6 +314,12 @@ class MySQLSource:
                 continue
             if kind is RotateEvent:
                 log_file = ev.next_binlog
+                # Table ids live as long as the server process: after a restart (always a new
+                # binlog file) the same id names another table. The library forgets its table
+                # maps only at rotations written in the log, not at the switch to the next file
+                # (a "fake" rotation, timestamp 0, e.g. after a crash or a clean stop), and with
+                # freeze_schema it would keep decoding rows with the old table's map.
+                reader.table_map.clear()
                 decoders.clear()
                 continue
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,6 +35,10 @@ from .catalog import describe_table
 _F32 = struct.Struct("f")
 _TRANSIENT_CODES = {2003, 2006, 2013, 2055, 1053, 1927, 4031}
 _SQL_MODE = "STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+# Only for rows holding ENUM's error value '' (see MySQLSink._write_enum_errors).
+_LAX_SQL_MODE = _SQL_MODE.replace("STRICT_ALL_TABLES,", "")
+_ENUM_MEMBER = re.compile(r"'((?:[^']|'')*)'")
+_WARNED_COLUMN = re.compile(r"column '(.*)' at row", re.IGNORECASE)
 
 
 def quote(name: str) -> str:
@@ -211,7 +216,14 @@ class MySQLSink:
                 if o.deletes:
                     self._delete(cur, table, key, o.deletes)
                 for cols, rows in _group_by_columns(o.upserts):
-                    cur.executemany(self.upsert_sql(table, cols, key), self._params(table, cols, rows))
+                    stmt = self.upsert_sql(table, cols, key)
+                    enum_cols = self._enum_error_columns(table, cols)
+                    odd = [r for r in rows if any(r[c] == "" for c in enum_cols)] if enum_cols else []
+                    if odd:
+                        rows = [r for r in rows if not any(r[c] == "" for c in enum_cols)]
+                        self._write_enum_errors(cur, stmt, table, cols, odd, enum_cols)
+                    if rows:
+                        cur.executemany(stmt, self._params(table, cols, rows))
                 for cols, rows in _group_by_columns(o.updates):
                     set_cols = [c for c in cols if c not in key]
                     if not set_cols:
@@ -228,6 +240,36 @@ class MySQLSink:
                         f" WHERE {' AND '.join(f'{quote(c)} = %s' for c in key)}",
                         [*self._params(table, rcols, [row])[0], *[f(v) for f, v in zip(self._converters(table, key), old_key)]],
                     )
+
+    def _enum_error_columns(self, table: TableId, cols: Sequence[str]) -> list[str]:
+        """Target ENUM columns without a '' member: there '' is the error value (index 0)."""
+        known = self._columns.get(table, {})
+        out = []
+        for c in cols:
+            info = known.get(c)
+            if info is not None and info.type.lower().startswith("enum("):
+                if "" not in [m.replace("''", "'") for m in _ENUM_MEMBER.findall(info.type[5:])]:
+                    out.append(c)
+        return out
+
+    def _write_enum_errors(
+        self, cur: Any, stmt: str, table: TableId, cols: Sequence[str], rows: list[Row], enum_cols: list[str]
+    ) -> None:
+        """Rows holding ENUM's error value '': a value MySQL/MariaDB store (a MySQL source
+        replicates it) but refuse to write in strict mode. They go one by one without strict
+        mode; any warning other than that value's own truncation notice stops the flow."""
+        cur.execute(f"SET SESSION sql_mode = '{_LAX_SQL_MODE}'")
+        try:
+            for row, params in zip(rows, self._params(table, cols, rows)):
+                cur.execute(stmt, params)
+                cur.execute("SHOW WARNINGS")
+                expected = {c for c in enum_cols if row[c] == ""}
+                for _level, code, message in cur.fetchall():
+                    m = _WARNED_COLUMN.search(str(message))
+                    if not (int(code) == 1265 and m is not None and m.group(1) in expected):
+                        raise DataError(f"target table {table} cannot hold a value: ({code}) {message}")
+        finally:
+            cur.execute(f"SET SESSION sql_mode = '{_SQL_MODE}'")
 
     def _converters(self, table: TableId, cols: Sequence[str]) -> list[Callable[[Any], Any]]:
         known = self._columns.get(table, {})

@@ -58,6 +58,9 @@ from psycopg.adapt import AdaptersMap, Loader, Transformer
 from psycopg.pq import Format
 
 from replicator.errors import DataError, ReplicatorError
+from replicator.pg.passthrough import NULL as _RAW_NULL
+from replicator.pg.passthrough import RawChange
+from replicator.pg.passthrough import escape as _raw_escape
 from replicator.records import (
     DELETE,
     INSERT,
@@ -157,6 +160,9 @@ class Relation:
     names: tuple[str, ...]
     key_names: tuple[str, ...]
     transformer: TransformerProto
+    passthrough: tuple[int, ...] | None = None
+    """Positions of the target key's columns when the table is in passthrough (see
+    :mod:`replicator.pg.passthrough`): its simple changes are emitted as ``RawChange``."""
 
 
 class PgOutputDecoder:
@@ -165,7 +171,7 @@ class PgOutputDecoder:
     Not thread-safe; one decoder per replication stream.
     """
 
-    __slots__ = ("_adapters", "_relations", "_types", "_begin", "_in_tx")
+    __slots__ = ("_adapters", "_relations", "_types", "_begin", "_in_tx", "_passthrough")
 
     def __init__(self) -> None:
         # A private copy-on-write view of psycopg's global adapters: loaders the application
@@ -175,6 +181,20 @@ class PgOutputDecoder:
         self._types: dict[int, tuple[str, str]] = {}
         self._begin: Begin | None = None  # Begin not yet emitted
         self._in_tx = False
+        self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def set_passthrough(self, tables: Mapping[TableId, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+        """Emit the simple changes of these tables as :class:`~replicator.pg.passthrough.RawChange`.
+
+        ``tables`` maps a table to ``(columns, key)``: its source column names as they were when
+        the flow checked it (a Relation message with other columns turns passthrough off for
+        the table) and the source columns of the target key, in target-key order.
+        """
+        self._passthrough = dict(tables)
+        for rel in list(self._relations.values()):
+            self._relations[rel.oid] = self._make_relation(
+                rel.oid, rel.table, rel.replica_identity, rel.columns
+            )
 
     # -- public helpers ------------------------------------------------------------------
 
@@ -307,14 +327,20 @@ class PgOutputDecoder:
     ) -> Relation:
         tx = Transformer(self._adapters)
         tx.set_loader_types([c.type_oid for c in columns], _TEXT)
+        names = tuple(c.name for c in columns)
+        passthrough = None
+        spec = self._passthrough.get(table)
+        if spec is not None and spec[0] == names:
+            passthrough = tuple(names.index(n) for n in spec[1])
         return Relation(
             oid=oid,
             table=table,
             replica_identity=ident,
             columns=columns,
-            names=tuple(c.name for c in columns),
+            names=names,
             key_names=tuple(c.name for c in columns if c.is_key),
             transformer=tx,
+            passthrough=passthrough,
         )
 
     def _type(self, data: bytes) -> None:
@@ -358,6 +384,12 @@ class PgOutputDecoder:
         rel = self._relations.get(_unpack_u32(data, 1)[0])
         if rel is None or data[5] != 78:  # 'N'
             raise self._bad_change(data, "Insert", "new tuple 'N'")
+        if rel.passthrough is not None:
+            raw = _raw_insert(rel, data)
+            if raw is not None:
+                if self._begin is None and self._in_tx:
+                    return [raw]  # type: ignore[list-item]
+                return self._emit(raw)  # type: ignore[arg-type]
         values, unchanged, _ = _read_tuple(data, 6, rel)
         after = _load_row(rel, values, unchanged)
         key_names = rel.key_names
@@ -382,6 +414,10 @@ class PgOutputDecoder:
     def _update(self, data: bytes) -> list[Item]:
         (oid,) = _unpack_u32(data, 1)
         rel = self._rel(oid)
+        if rel.passthrough is not None:
+            raw = _raw_update(rel, data)
+            if raw is not None:
+                return self._emit(raw)  # type: ignore[arg-type]
         marker = data[5]
         before: Row | None = None
         key: Row | None
@@ -405,6 +441,10 @@ class PgOutputDecoder:
     def _delete(self, data: bytes) -> list[Item]:
         (oid,) = _unpack_u32(data, 1)
         rel = self._rel(oid)
+        if rel.passthrough is not None:
+            raw = _raw_delete(rel, data)
+            if raw is not None:
+                return self._emit(raw)  # type: ignore[arg-type]
         marker = data[5]
         if marker != _OLD_KEY and marker != _OLD_FULL:
             raise ProtocolError(f"Delete from {rel.table}: expected old tuple 'K' or 'O'")
@@ -518,6 +558,114 @@ def _read_tuple(
     if pos > len(data):
         raise ProtocolError(f"truncated tuple data for {rel.table}")
     return values, unchanged, pos
+
+
+# -- passthrough (see replicator.pg.passthrough) ---------------------------------------------
+
+
+def _read_raw(data: bytes, pos: int, rel: Relation) -> tuple[list[bytes], int, int]:
+    """Read TupleData at ``pos`` as text, unescaped: SQL NULL and unchanged-TOAST values are the
+    :data:`~replicator.pg.passthrough.NULL` object. Returns the values, the position after the
+    tuple and what it held besides text: 0 nothing, 1 NULLs, 2 an unchanged-TOAST value.
+    Same hot loop as :func:`_read_tuple`."""
+    (ncols,) = _unpack_i16(data, pos)
+    if ncols != len(rel.names):
+        raise ProtocolError(
+            f"tuple for {rel.table} has {ncols} columns, but its Relation message has "
+            f"{len(rel.names)}"
+        )
+    pos += 2
+    unpack_len = _unpack_i32
+    null = _RAW_NULL
+    values: list[bytes] = []
+    append = values.append
+    other = 0
+    for i in range(ncols):
+        kind = data[pos]
+        if kind == 116:  # 't'
+            (n,) = unpack_len(data, pos + 1)
+            pos += 5
+            append(data[pos : pos + n])
+            pos += n
+        elif kind == 110:  # 'n'
+            append(null)
+            pos += 1
+            other |= 1
+        elif kind == 117:  # 'u'
+            append(null)
+            pos += 1
+            other = 2
+        else:
+            raise ProtocolError(f"unexpected tuple column kind {kind!r} in {rel.table}.{rel.names[i]}")
+    if pos > len(data):
+        raise ProtocolError(f"truncated tuple data for {rel.table}")
+    return values, pos, other
+
+
+def _raw_key(values: list[bytes], idx: tuple[int, ...]) -> bytes | tuple[bytes, ...] | None:
+    null = _RAW_NULL
+    if len(idx) == 1:
+        k = values[idx[0]]
+        return None if k is null else k
+    key = tuple([values[i] for i in idx])
+    return None if any(v is null for v in key) else key
+
+
+def _raw_fields(values: list[bytes], nulls: int) -> list[bytes]:
+    """The values as COPY text fields: escaped if one holds a backslash, tab, newline or CR
+    (rarely: the check is four scans of the row's text)."""
+    null = _RAW_NULL
+    text = b"".join([v for v in values if v is not null] if nulls else values)
+    if b"\\" in text or b"\t" in text or b"\n" in text or b"\r" in text:
+        return [v if v is null else _raw_escape(v) for v in values]
+    return values
+
+
+def _raw_insert(rel: Relation, data: bytes) -> RawChange | None:
+    values, _, other = _read_raw(data, 6, rel)
+    idx: tuple[int, ...] = rel.passthrough  # type: ignore[assignment]
+    if len(idx) == 1:
+        key: bytes | tuple[bytes, ...] | None = values[idx[0]]
+        if key is _RAW_NULL:
+            return None
+    else:
+        key = _raw_key(values, idx)
+        if key is None:
+            return None
+    return RawChange(INSERT, rel.table, rel.names, key, _raw_fields(values, other))  # type: ignore[arg-type]
+
+
+def _raw_update(rel: Relation, data: bytes) -> RawChange | None:
+    """A full-row update that keeps its key, or None (the normal path handles the rest)."""
+    idx: tuple[int, ...] = rel.passthrough  # type: ignore[assignment]
+    marker = data[5]
+    if marker == _NEW:
+        values, _, other = _read_raw(data, 6, rel)
+        key = None if other == 2 else _raw_key(values, idx)
+    elif marker == _OLD_KEY or marker == _OLD_FULL:
+        old, pos, _ = _read_raw(data, 6, rel)
+        if data[pos] != _NEW:
+            return None
+        values, _, other = _read_raw(data, pos + 1, rel)
+        key = None if other == 2 else _raw_key(values, idx)
+        if key is not None and key != _raw_key(old, idx):
+            return None
+    else:
+        return None
+    if key is None:
+        return None
+    return RawChange(UPDATE, rel.table, rel.names, key, _raw_fields(values, other))
+
+
+def _raw_delete(rel: Relation, data: bytes) -> RawChange | None:
+    marker = data[5]
+    if marker != _OLD_KEY and marker != _OLD_FULL:
+        return None
+    old, _, _ = _read_raw(data, 6, rel)
+    key = _raw_key(old, rel.passthrough)  # type: ignore[arg-type]
+    if key is None:
+        return None
+    return RawChange(DELETE, rel.table, rel.names, key, None)
 
 
 def _load_row(rel: Relation, values: list[bytes | None], unchanged: list[int] | None) -> Row:

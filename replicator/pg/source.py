@@ -56,6 +56,12 @@ class PostgresSource:
         self._ack_lock = threading.Lock()
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._interrupted = threading.Event()
+        self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def set_passthrough(self, tables: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+        """Stream these tables' simple changes as raw text (see :mod:`replicator.pg.passthrough`):
+        table -> (source column names, source columns of the target key)."""
+        self._passthrough = dict(tables)
 
     @property
     def conn(self) -> psycopg.Connection[tuple[object, ...]]:
@@ -197,6 +203,8 @@ class PostgresSource:
                 raise TransientError(f"replication slot {self.slot} is missing: {msg}")
             raise ReplicatorError(f"START_REPLICATION failed: {msg}")
         decoder = PgOutputDecoder()
+        if self._passthrough:
+            decoder.set_passthrough(self._passthrough)
         in_txn = False
         sent_ack = -1
         last_status = 0.0

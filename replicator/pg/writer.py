@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 import psycopg
@@ -33,6 +32,10 @@ from ..records import AddedColumn, Interval, JsonText, Row, TableId, json_defaul
 from ..typemap import UnsupportedType, mysql_to_pg
 from .catalog import describe_table
 from .conn import connect
+from .passthrough import RawTableOps
+
+COPY_CHUNK_ROWS = 2000  # rows per COPY data message in passthrough
+COPY_CONFLICT_BACKOFF = 16  # batches that upsert inserts after a direct COPY met a key conflict
 
 STAGE_THRESHOLD = 64
 
@@ -72,15 +75,17 @@ class _IntervalDumper(Dumper):
         return self._timedelta.dump(obj)
 
 
+def _json_dumps(obj: Any) -> str:
+    """JSON text from a MySQL source goes in verbatim; JSON_NULL is the document null."""
+    if isinstance(obj, JsonText):
+        return str(obj)
+    return json.dumps(obj, default=json_default)
+
+
 def _keep_exact_values(conn: psycopg.Connection[Any]) -> None:
     """JSON_NULL is written as the JSON document null; an Interval as its exact text (also
     through COPY, which picks dumpers by the column's type)."""
-    encode = partial(json.dumps, default=json_default)
-
-    def dumps(obj: Any) -> str:
-        return str(obj) if isinstance(obj, JsonText) else encode(obj)
-
-    set_json_dumps(dumps, context=conn)
+    set_json_dumps(_json_dumps, context=conn)
     conn.adapters.register_dumper(Interval, _IntervalDumper)
 
 
@@ -94,6 +99,7 @@ class PostgresSink:
         _keep_exact_values(self.conn)
         self._types: dict[TableId, dict[str, tuple[int, str]]] = {}
         self._stages: dict[tuple[TableId, tuple[str, ...]], sql.Identifier] = {}
+        self._copy_backoff: dict[TableId, int] = {}
         try:
             self.conn.execute("SET session_replication_role = replica")
         except psycopg.errors.InsufficientPrivilege:
@@ -271,6 +277,68 @@ class PostgresSink:
         )
         self.conn.execute(stmt, [*self._params(table, cols, [row])[0], *old_key])
 
+    # -- passthrough: rows as COPY text fields (see replicator.pg.passthrough) ---------------
+    def apply_raw(self, ops: list[RawTableOps]) -> None:
+        """Write netted passthrough rows inside the open transaction: deletes, upserts, then
+        inserts (COPY straight into the table; an upsert if a key is already there)."""
+        with self._guard():
+            if self.conn.info.encoding != "utf-8":
+                self.conn.execute("SET client_encoding = 'UTF8'")  # the fields are UTF-8 text
+            for o in ops:
+                mapping = o.mapping
+                table, key = mapping.target, mapping.target_key
+                if o.deletes:
+                    keys: list[tuple[object, ...]] = [
+                        (k.decode(),) if isinstance(k, bytes) else tuple(v.decode() for v in k)
+                        for k in o.deletes
+                    ]
+                    self._delete(table, key, keys)
+                for names, rows in _group_raw(o.upserts):
+                    self._upsert_raw(table, key, tuple(map(mapping.target_name, names)), rows)
+                for names, rows in _group_raw(o.inserts):
+                    self._insert_raw(table, key, tuple(map(mapping.target_name, names)), rows)
+
+    def _upsert_raw(self, table: TableId, key: Sequence[str], cols: tuple[str, ...], rows: list[list[bytes]]) -> None:
+        stage = self._stage(table, cols)
+        cur = self.conn.cursor()
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _cols(cols))) as copy:
+            _write_fields(copy, rows)
+        non_key = [c for c in cols if c not in key]
+        conflict = (
+            sql.SQL("DO UPDATE SET {}").format(
+                sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in non_key)
+            )
+            if non_key
+            else sql.SQL("DO NOTHING")
+        )
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
+                _ident(table), _cols(cols), _cols(cols), stage, _cols(key), conflict
+            )
+        )
+        cur.execute(sql.SQL("TRUNCATE {}").format(stage))
+
+    def _insert_raw(self, table: TableId, key: Sequence[str], cols: tuple[str, ...], rows: list[list[bytes]]) -> None:
+        """COPY rows the source inserted straight into the table, in a savepoint: if one of
+        their keys is already there (rows written before the flow started...), roll that
+        back and upsert them instead, and upsert this table's inserts for a while."""
+        backoff = self._copy_backoff.get(table, 0)
+        if backoff:
+            self._copy_backoff[table] = backoff - 1
+            self._upsert_raw(table, key, cols, rows)
+            return
+        cur = self.conn.cursor()
+        cur.execute("SAVEPOINT _replicator_copy")
+        try:
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(_ident(table), _cols(cols))) as copy:
+                _write_fields(copy, rows)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT _replicator_copy")
+            self._copy_backoff[table] = COPY_CONFLICT_BACKOFF
+            self._upsert_raw(table, key, cols, rows)
+        else:
+            cur.execute("RELEASE SAVEPOINT _replicator_copy")
+
     # -- following source DDL --------------------------------------------------------------
     def _definition(self, column: AddedColumn, source_engine: str) -> tuple[str, str | None]:
         if source_engine != "mysql":
@@ -377,6 +445,33 @@ class _Guard:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _group_raw(
+    rows: list[tuple[tuple[str, ...], list[bytes]]],
+) -> list[tuple[tuple[str, ...], list[list[bytes]]]]:
+    """Passthrough rows grouped by column list (one shared tuple per source relation)."""
+    if not rows:
+        return []
+    first = rows[0][0]
+    if all(names is first for names, _ in rows):
+        return [(first, [fields for _, fields in rows])]
+    groups: dict[int, tuple[tuple[str, ...], list[list[bytes]]]] = {}
+    for names, fields in rows:
+        group = groups.get(id(names))
+        if group is None:
+            group = groups[id(names)] = (names, [])
+        group[1].append(fields)
+    return list(groups.values())
+
+
+def _write_fields(copy: psycopg.Copy, rows: list[list[bytes]]) -> None:
+    """Send rows of COPY text fields, a chunk of rows per message."""
+    tab, nl = b"\t", b"\n"
+    for i in range(0, len(rows), COPY_CHUNK_ROWS):
+        chunk = [tab.join(fields) for fields in rows[i : i + COPY_CHUNK_ROWS]]
+        chunk.append(b"")
+        copy.write(nl.join(chunk))
 
 
 def _group_by_columns(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
