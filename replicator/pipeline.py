@@ -378,6 +378,17 @@ class FlowRunner:
         target = sink.describe(mapping.target)
         if target is None:
             raise SchemaError(f"{where}: target table {mapping.target} disappeared")
+        for old, new in change.renamed:
+            # Renames are not guessed at: the user renames the target column (or maps the new
+            # name in 'columns'); once the target has it, replaying this statement passes.
+            name = mapping.renames.get(new, new)
+            if target.column(name) is None:
+                old_name = mapping.renames.get(old, old)
+                raise SchemaError(
+                    f"{where}: column {old} was renamed to {new} ({change.statement[:120]!r}):"
+                    f" rename the target column too (ALTER TABLE {mapping.target} RENAME COLUMN"
+                    f" {old_name} TO {name}) or map '{new}' in the flow's columns, then restart"
+                )
         for col in change.added:
             name = mapping.renames.get(col.name, col.name)
             if target.column(name) is None:

@@ -183,6 +183,7 @@ class SchemaChange:
     added: list[AddedColumn] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     modified: list[AddedColumn] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (old, new) column names
     unsupported: str | None = None  # why the target cannot follow, if it cannot
 
 

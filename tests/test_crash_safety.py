@@ -19,8 +19,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -288,31 +288,40 @@ class PgTarget:
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", dbname=self.db)]
 
-    @contextmanager
-    def row_lock(self, row_id: int) -> Iterator[Callable[[], bool]]:
-        """Hold an uncommitted insert of ``b.id = row_id`` (rolled back at the end).
+    def lock_row(self, row_id: int) -> PgRowLock:
+        return PgRowLock(self, row_id)
 
-        The replicator's write of that key waits for this transaction, so it stops in the
-        middle of the big source transaction. Yields "is the replicator waiting for us?".
-        """
-        with psycopg.connect(self.url) as conn:
-            conn.execute("INSERT INTO b (id) VALUES (%s)", (row_id,))
-            row = conn.execute("SELECT pg_backend_pid()").fetchone()
-            assert row is not None
-            pid = int(row[0])
 
-            def blocked() -> bool:
-                rows = self.server.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                    " AND %s = ANY(pg_blocking_pids(pid))",
-                    (self.db, pid),
-                )
-                return int(rows[0][0]) > 0
+class PgRowLock:
+    """Holds an uncommitted insert of ``b.id = row_id`` on the target (rolled back on close).
 
-            try:
-                yield blocked
-            finally:
-                conn.rollback()
+    The big source transaction inserts that key; the replicator's write of it waits for this
+    transaction, so the replicator stops right there, inside the big transaction, with the rows
+    before it written to its open target transaction.
+    """
+
+    def __init__(self, target: PgTarget, row_id: int) -> None:
+        self.target = target
+        self.conn = psycopg.connect(target.url)
+        self.conn.execute("SET lock_timeout = '1s'")
+        self.conn.execute("INSERT INTO b (id) VALUES (%s)", (row_id,))
+        row = self.conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert row is not None
+        self.pid = int(row[0])
+
+    def poll(self) -> str | None:
+        """"blocked" once the replicator waits for this lock (PostgreSQL has no gap locks: only
+        a write of this very key can wait for it)."""
+        rows = self.target.server.execute(
+            "SELECT query FROM pg_stat_activity WHERE datname = %s AND %s = ANY(pg_blocking_pids(pid))",
+            (self.target.db, self.pid),
+            dbname=self.target.db,
+        )
+        return "blocked" if rows else None
+
+    def close(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
 
 
 class MariaTarget:
@@ -342,32 +351,81 @@ class MariaTarget:
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", db=self.db)]
 
-    @contextmanager
-    def row_lock(self, row_id: int) -> Iterator[Callable[[], bool]]:
-        """Like :meth:`PgTarget.row_lock`: InnoDB makes a duplicate-key insert wait too."""
-        conn = self.server.connect(self.db, autocommit=False)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO b (id) VALUES (%s)", (row_id,))
-                cur.execute("SELECT CONNECTION_ID()")
-                own = int(cur.fetchone()[0])
+    def lock_row(self, row_id: int) -> MariaRowLock:
+        return MariaRowLock(self, row_id)
 
-            def blocked() -> bool:
-                rows = self.server.execute(
-                    "SELECT count(*) FROM information_schema.INNODB_TRX t"
-                    " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
-                    " WHERE p.DB = %s AND p.ID <> %s AND t.trx_state = 'LOCK WAIT'",
-                    (self.db, own),
-                )
-                if int(rows[0][0]) > 0 and os.environ.get("DEBUG_LOCKS"):
-                    print(self.server.execute("SELECT * FROM information_schema.INNODB_LOCKS"))
-                    print(self.server.execute("SELECT t.trx_rows_modified, p.INFO FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id WHERE p.DB = %s", (self.db,)))
-                return int(rows[0][0]) > 0
 
-            yield blocked
-        finally:
-            conn.rollback()
-            conn.close()
+class MariaRowLock:
+    """Like :class:`PgRowLock`, for InnoDB -- which also has gap locks.
+
+    A replicator DELETE of keys the target does not have (rows inserted and deleted within one
+    batch) locks the next existing record, which may be our row: such a wait is not inside the
+    big transaction, so we let it pass (roll back) and take the lock again later. Taking it
+    again can find the key already inserted, uncommitted, by the replicator: then it is inside
+    the big transaction right now ("holds").
+    """
+
+    def __init__(self, target: MariaTarget, row_id: int) -> None:
+        self.target = target
+        self.row_id = row_id
+        self.conn: Any = None
+        self.own_id = 0
+        assert self._acquire() is None
+
+    def _acquire(self) -> str | None:
+        conn = self.target.server.connect(self.target.db, autocommit=False)
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            cur.execute("SET SESSION innodb_lock_wait_timeout = 1")
+            cur.execute("SELECT CONNECTION_ID()")
+            own = int(cur.fetchone()[0])
+            try:
+                cur.execute("INSERT INTO b (id) VALUES (%s)", (self.row_id,))
+            except pymysql.err.IntegrityError:  # committed: the big transaction was applied
+                conn.close()
+                return "committed"
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] != 1205:
+                    raise
+                conn.rollback()
+                try:  # does the replicator hold this very key, uncommitted?
+                    cur.execute("SELECT id FROM b WHERE id = %s FOR UPDATE NOWAIT", (self.row_id,))
+                    held = False
+                except pymysql.err.OperationalError as exc2:
+                    if exc2.args[0] not in (1205, 3572):
+                        raise
+                    held = True
+                conn.rollback()
+                conn.close()
+                return "holds" if held else None
+        self.conn, self.own_id = conn, own
+        return None
+
+    def _release(self) -> None:
+        if self.conn is not None:
+            self.conn.rollback()
+            self.conn.close()
+            self.conn = None
+
+    def poll(self) -> str | None:
+        if self.conn is None:
+            return self._acquire()
+        rows = self.target.server.execute(
+            "SELECT p.INFO FROM information_schema.INNODB_TRX t"
+            " JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id"
+            " WHERE p.DB = %s AND p.ID <> %s AND t.trx_state = 'LOCK WAIT'",
+            (self.target.db, self.own_id),
+        )
+        if not rows:
+            return None
+        statement = str(rows[0][0] or "")
+        if statement.startswith(f"INSERT INTO `{self.target.db}`.`b`"):
+            return "blocked"
+        self._release()  # a gap-lock wait outside the big transaction: let it pass
+        return None
+
+    def close(self) -> None:
+        self._release()
 
 
 def normalize_pg(row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -490,7 +548,8 @@ def run_crash_scenario(
                 if kill.how == "big":
                     # Hold a row the big transaction inserts: the replicator stops there, inside
                     # the big transaction, with everything before it written but not committed.
-                    blocked = stack.enter_context(target.row_lock(w.big_probe_ids[int(kill.arg)]))
+                    lock = target.lock_row(w.big_probe_ids[int(kill.arg)])
+                    stack.callback(lock.close)
                 proc = rep.start(env=env)
                 if kill.how == "commit":
                     try:
@@ -511,14 +570,16 @@ def run_crash_scenario(
                         time.sleep(kill.arg)
                     else:
                         deadline = time.monotonic() + 120
-                        while not blocked() and proc.poll() is None:
+                        while (state := lock.poll()) not in ("blocked", "holds"):
+                            assert state is None, f"kill {i}: the big transaction was applied: {state}"
+                            assert proc.poll() is None, f"kill {i}: exited:\n{rep.log()[-3000:]}"
                             cp_now = target.checkpoint(flow)
                             assert cp_now is None or cp_now[1] < w.changes_before_big + w.big_changes, (
                                 "the big transaction was committed past the row lock"
                             )
                             assert time.monotonic() < deadline, f"kill {i}: never blocked in the big transaction"
                             time.sleep(0.02)
-                        note = " inside the big transaction"
+                        note = f" inside the big transaction ({state})"
                     assert proc.poll() is None, f"kill {i}: the replicator exited by itself:\n{rep.log()[-3000:]}"
                     rc = rep.kill()
             assert rc == -signal.SIGKILL, f"kill {i}: exit status {rc}:\n{rep.log()[-3000:]}"
@@ -526,6 +587,8 @@ def run_crash_scenario(
             kills[kill.how] = kills.get(kill.how, 0) + 1
 
             cp = target.checkpoint(flow)
+            if kill.how == "big":  # killed before the big transaction committed on the target
+                assert cp is None or cp[1] < w.changes_before_big + w.big_changes
             confirmed = slot_confirmed(pg_source, slot)
             assert confirmed is not None
             if cp is not None:

@@ -707,7 +707,7 @@ def ddl_flow(mariadb: Any, fresh_db_name: str, tmp_path: Path) -> Iterator[tuple
     yield cfg, src, dst, flow
 
 
-def test_added_column_mid_stream_is_followed_and_a_renamed_column_stops_the_flow(
+def test_added_column_is_followed_and_a_renamed_column_stops_the_flow_until_the_target_follows(
     mariadb: Any, ddl_flow: tuple[Path, str, str, str]
 ) -> None:
     cfg, src_db, dst_db, flow = ddl_flow
@@ -776,6 +776,15 @@ def test_added_column_mid_stream_is_followed_and_a_renamed_column_stops_the_flow
         assert "'b'" in proc.stderr and "ev" in proc.stderr, proc.stderr
         assert checkpoint_of(mariadb, flow) == after_cp
         assert_same_rows(expected, my_fetch(mariadb, dst_db, q), cols)
+
+        # Once the target column is renamed as the error says, the flow gets past the rename.
+        assert "RENAME COLUMN" in message, message
+        my_script(mariadb, dst_db, "ALTER TABLE ev RENAME COLUMN a TO b")
+        proc = cli(cfg, "run", "--once")
+        assert proc.returncode == 0, proc.stderr
+        q_renamed = "SELECT id, b, note, c2 FROM ev ORDER BY id"
+        assert_same_rows(my_fetch(mariadb, src_db, q_renamed), my_fetch(mariadb, dst_db, q_renamed), cols)
+        assert (100002, 2, "post-rename", 2) in my_fetch(mariadb, dst_db, q_renamed)
     finally:
         live.stop_event.set()
         live.join(timeout=60)

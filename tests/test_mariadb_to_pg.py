@@ -786,7 +786,7 @@ def ddl_flow(mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -
     yield cfg, db, flow
 
 
-def test_added_column_mid_stream_is_followed_and_a_renamed_column_stops_the_flow(
+def test_added_column_is_followed_and_a_renamed_column_stops_the_flow_until_the_target_follows(
     mariadb: Any, pg_target: Any, ddl_flow: tuple[Path, str, str]
 ) -> None:
     cfg, db, flow = ddl_flow
@@ -857,6 +857,15 @@ def test_added_column_mid_stream_is_followed_and_a_renamed_column_stops_the_flow
         assert "'b'" in proc.stderr and "ev" in proc.stderr, proc.stderr
         assert checkpoint_of(pg_target, db, flow) == after_cp
         assert_rows(expected, pg_fetch(pg_target, db, q_src), cols)
+
+        # Once the target column is renamed as the error says, the flow gets past the rename.
+        assert "RENAME COLUMN" in message, message
+        pg_script(pg_target, db, "ALTER TABLE ev RENAME COLUMN a TO b")
+        proc = cli(cfg, "run", "--once")
+        assert proc.returncode == 0, proc.stderr
+        q_renamed = "SELECT id, b, note, c2 FROM ev ORDER BY id"
+        assert_rows(my_fetch(mariadb, db, q_renamed), pg_fetch(pg_target, db, q_renamed), cols)
+        assert (100002, 2, "post-rename", 2) in pg_fetch(pg_target, db, q_renamed)
     finally:
         live.stop_event.set()
         live.join(timeout=60)

@@ -66,10 +66,10 @@ def parse_ddl(statement: str, default_schema: str, synced: Collection[TableId]) 
             elif isinstance(action, exp.ModifyColumn) and isinstance(action.this, exp.ColumnDef):
                 renamed_from = action.args.get("rename_from")
                 if renamed_from is not None and renamed_from.name != action.this.name:
-                    change.unsupported = f"column {renamed_from.name} was renamed to {action.this.name}"
+                    change.renamed.append((renamed_from.name, action.this.name))
                 change.modified.append(_column(action.this))
             elif isinstance(action, exp.RenameColumn):
-                change.unsupported = "a column was renamed"
+                change.renamed.append((action.this.name, action.args["to"].name))
             elif isinstance(action, exp.AlterRename):
                 change.unsupported = "the table was renamed"
         return change

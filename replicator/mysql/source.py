@@ -173,7 +173,7 @@ class MySQLSource:
             "host": p.host,
             "port": p.port,
             "user": p.user or "root",
-            "passwd": p.password or "",
+            "password": p.password or "",
             "charset": "utf8mb4",
             "connect_timeout": 10,
             "read_timeout": 30,
