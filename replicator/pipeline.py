@@ -64,9 +64,14 @@ def open_sink(config: Config, flow: FlowConfig) -> Sink:
 
 
 class Prefetcher:
-    """Runs a source iterator in a thread; hands items over in chunks through a bounded queue."""
+    """Runs a source iterator in a thread; hands items over in chunks through a bounded queue.
 
-    def __init__(self, items: Iterator[Item], interrupt: Callable[[], None], chunk: int = 1000, depth: int = 8) -> None:
+    The queue holds up to ``depth * chunk`` items: more than a default batch (20,000 rows), so
+    the reader keeps decoding while the target applies a batch instead of stalling on a full
+    queue (memory stays bounded by that many items).
+    """
+
+    def __init__(self, items: Iterator[Item], interrupt: Callable[[], None], chunk: int = 1000, depth: int = 32) -> None:
         self._items = items
         self._interrupt = interrupt
         self._chunk = chunk
@@ -78,13 +83,17 @@ class Prefetcher:
     def _run(self) -> None:
         buf: list[Item] = []
         try:
+            chunk = self._chunk
+            closed = self._closed
+            append = buf.append
             for item in self._items:
-                buf.append(item)
-                if len(buf) >= self._chunk or type(item) is Commit or type(item) is Heartbeat:
+                append(item)
+                if len(buf) >= chunk or type(item) is Commit or type(item) is Heartbeat:
                     self._put(buf)
                     buf = []
-                if self._closed.is_set():
-                    return
+                    append = buf.append
+                    if closed.is_set():
+                        return
             self._put(buf)
             self._put(_END)
         except BaseException as exc:  # handed to the consumer, which re-raises it

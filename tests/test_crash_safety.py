@@ -19,11 +19,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -303,7 +301,7 @@ class PgRowLock:
     def __init__(self, target: PgTarget, row_id: int) -> None:
         self.target = target
         self.conn = psycopg.connect(target.url)
-        self.conn.execute("SET lock_timeout = '1s'")
+        # (waits, if a killed replicator's backend still holds the key until it notices)
         self.conn.execute("INSERT INTO b (id) VALUES (%s)", (row_id,))
         row = self.conn.execute("SELECT pg_backend_pid()").fetchone()
         assert row is not None
@@ -370,7 +368,11 @@ class MariaRowLock:
         self.row_id = row_id
         self.conn: Any = None
         self.own_id = 0
-        assert self._acquire() is None
+        # A killed replicator's transaction may still be rolling back (and holding locks).
+        deadline = time.monotonic() + 60
+        while self.conn is None:
+            assert self._acquire() != "committed", "the big transaction was already applied"
+            assert time.monotonic() < deadline, f"could not lock b.id = {row_id} for 60s"
 
     def _acquire(self) -> str | None:
         conn = self.target.server.connect(self.target.db, autocommit=False)

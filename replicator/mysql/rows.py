@@ -675,36 +675,57 @@ def _no_metadata(column: Any, what: str) -> CheckFailed:
 # --------------------------------------------------------------------------- the row loop
 
 
-def _read_row(buf: Any, pos: int, cols: Sequence[Present], nbytes: int) -> tuple[Row, int]:
-    """One row image at ``pos``: null bitmap then the values of present, non-NULL columns."""
-    nulls = int.from_bytes(buf[pos : pos + nbytes], "little")
-    pos += nbytes
-    row: Row = {}
-    for kind, name, a, b, bit in cols:
-        if nulls & bit:
-            row[name] = None
-        elif kind == _K_UNPACK:
-            row[name] = a(buf, pos)[0]
-            pos += b
+RowReader = Callable[[bytes, int], tuple[Row, int]]
+
+
+def _row_reader(cols: Sequence[Present], nbytes: int) -> RowReader:
+    """A function reading one row image at ``pos``: the null bitmap, then the values of the
+    present, non-NULL columns; it returns ``(row, position after the row)``.
+
+    The per-row work is one straight-line function written for this table map and
+    columns-present bitmap (as ``dataclasses`` and ``collections.namedtuple`` do): no loop
+    over columns, no dispatch on the column kind, constants bound once. Per row that halves
+    the time the equivalent generic loop spends outside the value decoders. Column names go
+    into the source only as ``repr`` literals, the decoders as names in its namespace.
+    """
+    ns: dict[str, Any] = {"from_bytes": int.from_bytes}
+    lines = ["def read_row(buf, pos):"]
+    if nbytes == 1:
+        lines.append("    nulls = buf[pos]")
+    elif nbytes:
+        lines.append(f"    nulls = from_bytes(buf[pos : pos + {nbytes}], 'little')")
+    else:
+        lines.append("    nulls = 0")
+    lines += [f"    pos += {nbytes}", "    row = {}"]
+    for i, (kind, name, a, b, bit) in enumerate(cols):
+        key = repr(name)
+        lines += [f"    if nulls & {bit}:", f"        row[{key}] = None", "    else:"]
+        if kind == _K_UNPACK:
+            ns[f"a{i}"] = a
+            lines += [f"        row[{key}] = a{i}(buf, pos)[0]", f"        pos += {int(b)}"]
         elif kind == _K_FIXED:
-            row[name] = a(buf, pos)
-            pos += b
+            ns[f"a{i}"] = a
+            lines += [f"        row[{key}] = a{i}(buf, pos)", f"        pos += {int(b)}"]
         else:
             if a == 1:
-                n = buf[pos]
-                pos += 1
+                lines += ["        end = pos + 1 + buf[pos]", "        pos += 1"]
             else:
-                n = int.from_bytes(buf[pos : pos + a], "little")
-                pos += a
-            end = pos + n
+                lines += [
+                    f"        end = pos + {int(a)} + from_bytes(buf[pos : pos + {int(a)}], 'little')",
+                    f"        pos += {int(a)}",
+                ]
             if kind == _K_TEXT:
-                row[name] = str(buf[pos:end], b)
+                lines.append(f"        row[{key}] = buf[pos:end].decode({str(b)!r})")
             elif kind == _K_BYTES:
-                row[name] = bytes(buf[pos:end])
+                lines.append(f"        row[{key}] = buf[pos:end]")
             else:
-                row[name] = b(buf[pos:end])
-            pos = end
-    return row, pos
+                ns[f"b{i}"] = b
+                lines.append(f"        row[{key}] = b{i}(buf[pos:end])")
+            lines.append("        pos = end")
+    lines.append("    return row, pos")
+    exec(compile("\n".join(lines), "<binlog row reader>", "exec"), ns)
+    reader: RowReader = ns["read_row"]
+    return reader
 
 
 def _read_value(buf: Any, pos: int, kind: int, a: Any, b: Any) -> tuple[Any, int]:
@@ -775,13 +796,14 @@ class RowDecoder:
             except DataError as exc:
                 raise DataError(f"`{self.schema}`.`{self.table}`: {exc}") from None
         self._compiled: tuple[Compiled, ...] = tuple(compiled)
-        # columns-present bitmap -> (present columns with their null bit, null-bitmap bytes)
-        self._present: dict[bytes, tuple[tuple[Present, ...], int]] = {}
+        # columns-present bitmap -> (present columns with their null bit, null-bitmap bytes,
+        # the row reader for them)
+        self._present: dict[bytes, tuple[tuple[Present, ...], int, RowReader]] = {}
 
     def __repr__(self) -> str:
         return f"RowDecoder(`{self.schema}`.`{self.table}`, zero_date={self.zero_date!r})"
 
-    def _columns_for(self, bitmap: bytes) -> tuple[tuple[Present, ...], int]:
+    def _columns_for(self, bitmap: bytes) -> tuple[tuple[Present, ...], int, RowReader]:
         hit = self._present.get(bitmap)
         if hit is not None:
             return hit
@@ -792,7 +814,8 @@ class RowDecoder:
             if bits >> i & 1:
                 present.append((kind, name, a, b, 1 << j))
                 j += 1
-        result = (tuple(present), (j + 7) // 8)
+        nbytes = (j + 7) // 8
+        result = (tuple(present), nbytes, _row_reader(present, nbytes))
         if len(self._present) < 64:
             self._present[bitmap] = result
         return result
@@ -812,39 +835,38 @@ class RowDecoder:
             )
         buf = body if isinstance(body, bytes) else bytes(body)
         bm = (number_of_columns + 7) // 8
-        cols1, nb1 = self._columns_for(buf[:bm])
+        cols1, nb1, read1 = self._columns_for(buf[:bm])
         pos = bm
-        cols2, nb2 = cols1, nb1
+        cols2, nb2, read2 = cols1, nb1, read1
         if kind == "update":
-            cols2, nb2 = self._columns_for(buf[bm : 2 * bm])
+            cols2, nb2, read2 = self._columns_for(buf[bm : 2 * bm])
             pos += bm
         elif kind not in ("write", "delete"):
             raise ValueError(f"kind must be 'write', 'update' or 'delete', not {kind!r}")
         end = len(buf)
         out: list[RowPair] = []
         append = out.append
-        read_row = _read_row
         start = pos
         cols = cols1
         try:
             if kind == "write":
                 while pos < end:
                     start = pos
-                    row, pos = read_row(buf, pos, cols1, nb1)
+                    row, pos = read1(buf, pos)
                     append((None, row))
             elif kind == "delete":
                 while pos < end:
                     start = pos
-                    row, pos = read_row(buf, pos, cols1, nb1)
+                    row, pos = read1(buf, pos)
                     append((row, None))
             else:
                 while pos < end:
                     start = pos
                     cols = cols1
-                    before, pos = read_row(buf, pos, cols1, nb1)
+                    before, pos = read1(buf, pos)
                     start = pos
                     cols = cols2
-                    after, pos = read_row(buf, pos, cols2, nb2)
+                    after, pos = read2(buf, pos)
                     append((before, after))
         except (_BadDate, ValueError, IndexError, TypeError, struct.error, UnicodeDecodeError,
                 KeyError) as exc:

@@ -224,12 +224,45 @@ class MySQLSource:
         gtid: tuple[int, int, int] | None = None
         began = False
         commit_time: datetime | None = None
-        decoders: dict[int, tuple[Any, RowDecoder | None, TableId]] = {}
+        # table id -> (the library's table map, our decoder or None if not synced, table,
+        # checksum bytes when the fast path has been checked for this table map, else None)
+        decoders: dict[int, tuple[Any, RowDecoder | None, TableId, int | None]] = {}
         synced = self._tables
+        feed: _PacketFeed | None = None
         if stop_at is not None and position >= stop_at:
             return
         while not self._interrupted:
-            ev = reader.fetchone()
+            if feed is None:
+                ev = reader.fetchone()
+                conn = getattr(reader, "_stream_connection", None)
+                if conn is not None:
+                    feed = _PacketFeed(conn)
+            else:
+                # Fast path: a rows event of a table map whose layout is known is cut out of
+                # the packet here; everything else goes through the library (fetchone).
+                pkt = feed.read()
+                data = pkt.get_all_data()
+                etype = data[5]
+                if data[0] == 0:
+                    rkind = _FAST_KINDS.get(etype)
+                    if rkind is not None:
+                        table_id = int.from_bytes(data[20:26], "little")
+                        cached = decoders.get(table_id)
+                        if cached is not None and cached[3] is not None and cached[0] is reader.table_map.get(table_id):
+                            if cached[1] is None:
+                                continue  # a table of the schema that this flow does not sync
+                            layout = _rows_layout(data, etype)
+                            if layout is not None:
+                                if not began:
+                                    began = True
+                                    yield Begin(gtid[2] if gtid else 0, commit_time)
+                                body = data[layout[0] : len(data) - cached[3]]
+                                yield from self._changes(cached[1], cached[2], rkind, body, layout[1])
+                                continue
+                    elif etype == _TABLE_MAP_EVENT and int.from_bytes(data[20:26], "little") in reader.table_map:
+                        continue  # freeze_schema: the library would skip a known table's map too
+                feed.pending = pkt
+                ev = reader.fetchone()
             if ev is None:
                 raise TransientError("the binlog stream ended")
             kind = type(ev)
@@ -239,10 +272,11 @@ class MySQLSource:
                 if cached is None or cached[0] is not table_obj:
                     tid = TableId(ev.schema, ev.table)
                     if tid not in synced:
-                        decoders[ev.table_id] = (table_obj, None, tid)
+                        decoders[ev.table_id] = (table_obj, None, tid, 0)
                         continue
                     info = synced[tid]
-                    cached = (table_obj, RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates), tid)
+                    new = RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates)
+                    cached = (table_obj, new, tid, _checked_layout(ev))
                     decoders[ev.table_id] = cached
                 decoder, tid = cached[1], cached[2]
                 if decoder is None:
@@ -251,22 +285,7 @@ class MySQLSource:
                     began = True
                     yield Begin(gtid[2] if gtid else 0, commit_time)
                 body, ncols = rows_body(ev)
-                key = synced[tid].primary_key
-                rkind = _KINDS[kind]
-                json_cols = self._json_columns(tid)
-                for before, after in decoder.decode(rkind, body, ncols):
-                    if json_cols:
-                        _mark_json(before, json_cols)
-                        _mark_json(after, json_cols)
-                    if rkind == "write":
-                        assert after is not None
-                        yield Change(INSERT, tid, {k: after[k] for k in key}, None, after)
-                    elif rkind == "update":
-                        assert before is not None
-                        yield Change(UPDATE, tid, {k: before[k] for k in key}, before, after)
-                    else:
-                        assert before is not None
-                        yield Change(DELETE, tid, {k: before[k] for k in key}, before, None)
+                yield from self._changes(decoder, tid, _KINDS[kind], body, ncols)
                 continue
             if kind is MariadbGtidEvent:
                 gtid = (ev.domain_id, ev.server_id, ev.gtid_seq_no)
@@ -323,6 +342,28 @@ class MySQLSource:
                 decoders.clear()
                 continue
 
+    def _changes(self, decoder: RowDecoder, tid: TableId, rkind: str, body: bytes, ncols: int) -> list[Change]:
+        """The change records of one rows event."""
+        rows = decoder.decode(rkind, body, ncols)
+        json_cols = self._json_columns(tid)
+        if json_cols:
+            for before, after in rows:
+                _mark_json(before, json_cols)
+                _mark_json(after, json_cols)
+        key = self._tables[tid].primary_key
+        if len(key) == 1:
+            k = key[0]
+            if rkind == "write":
+                return [Change(INSERT, tid, {k: after[k]}, None, after) for _, after in rows]  # type: ignore[index]
+            if rkind == "update":
+                return [Change(UPDATE, tid, {k: before[k]}, before, after) for before, after in rows]  # type: ignore[index]
+            return [Change(DELETE, tid, {k: before[k]}, before, None) for before, _ in rows]  # type: ignore[index]
+        if rkind == "write":
+            return [Change(INSERT, tid, {c: after[c] for c in key}, None, after) for _, after in rows]  # type: ignore[index]
+        if rkind == "update":
+            return [Change(UPDATE, tid, {c: before[c] for c in key}, before, after) for before, after in rows]  # type: ignore[index]
+        return [Change(DELETE, tid, {c: before[c] for c in key}, before, None) for before, _ in rows]  # type: ignore[index]
+
     def _json_columns(self, table: TableId) -> tuple[str, ...]:
         """MariaDB JSON columns (LONGTEXT + json_valid): their text is a JSON document."""
         cached = self._json.get(table)
@@ -337,6 +378,70 @@ class MySQLSource:
             except pymysql.err.Error:
                 pass
             self._conn = None
+
+
+# Rows event types (v1: MariaDB and MySQL 5.1-5.5, v2: MySQL >= 5.6) and the table map's.
+_FAST_KINDS = {23: "write", 24: "update", 25: "delete", 30: "write", 31: "update", 32: "delete"}
+_TABLE_MAP_EVENT = 19
+# A binlog packet: 1 byte OK marker, the 19-byte event header, then the event.
+_EVENT_START = 20
+
+
+class _PacketFeed:
+    """Lets the reader see each binlog packet before the library does.
+
+    The library builds several Python objects per event (packet wrapper, event, the table
+    map's ``data`` dict...), which costs more than decoding the rows: with MariaDB's
+    ``TABLE_MAP + WRITE_ROWS`` per single-row INSERT statement it was most of the reading
+    time. So :meth:`MySQLSource._events` reads the packets itself (``read``), cuts the rows of a
+    known table map out of the packet, skips the maps of known tables (as the library does
+    under ``freeze_schema``), and hands any other packet back through ``pending``: the
+    stream connection's ``_read_packet`` is replaced by :meth:`_next`, which returns that
+    packet to ``BinLogStreamReader.fetchone`` before reading the socket again.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self.read: Any = conn._read_packet
+        self.pending: Any = None
+        conn._read_packet = self._next
+
+    def _next(self, *args: Any, **kwargs: Any) -> Any:
+        pkt = self.pending
+        if pkt is not None:
+            self.pending = None
+            return pkt
+        return self.read(*args, **kwargs)
+
+
+def _rows_layout(data: bytes, event_type: int) -> tuple[int, int] | None:
+    """(offset of the columns-present bitmap, number of columns) in a rows event packet."""
+    pos = _EVENT_START + 8  # 6-byte table id, 2-byte flags
+    if event_type >= 30:  # v2: extra data, its length counting its own 2 bytes
+        pos += data[pos] | data[pos + 1] << 8
+    n = data[pos]
+    if n < 251:
+        return pos + 1, n
+    if n == 252:
+        return pos + 3, data[pos + 1] | data[pos + 2] << 8
+    return None
+
+
+def _checked_layout(event: Any) -> int | None:
+    """The checksum length for the fast path, if :func:`_rows_layout` finds the rows of this
+    event (just built by the library, rows not read yet) where the library found them; None
+    (the library keeps reading this table map's events) if not."""
+    try:
+        wrapper = event.packet
+        data = wrapper.packet.get_all_data()
+        bitmaps = len(event.columns_present_bitmap) + len(getattr(event, "columns_present_bitmap2", b"") or b"")
+        start = _EVENT_START + int(wrapper.read_bytes) - bitmaps
+        checksum = len(data) - _EVENT_START - int(event.event_size)
+        layout = _rows_layout(data, int(event.event_type))
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if layout is None or layout != (start, int(event.number_of_columns)) or checksum not in (0, 4):
+        return None
+    return checksum
 
 
 def _mark_json(row: dict[str, Any] | None, columns: tuple[str, ...]) -> None:

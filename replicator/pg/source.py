@@ -209,18 +209,29 @@ class PostgresSource:
         sent_ack = -1
         last_status = 0.0
         sock = pgconn.socket
-        while not self._interrupted.is_set():
-            with self._ack_lock:
-                ack = self._ack
-            now = time.monotonic()
-            if ack != sent_ack or now - last_status > STATUS_INTERVAL:
+        interrupted = self._interrupted
+        get_copy_data = pgconn.get_copy_data
+        decode = decoder.decode
+        busy = 0  # messages since the last clock and interrupt check
+        while True:
+            ack = self._ack  # an int read is atomic; acknowledge() holds the lock to update it
+            if ack != sent_ack:
                 self._send_status(pgconn, ack)
-                sent_ack, last_status = ack, now
-            n, buf = pgconn.get_copy_data(1)
-            if n == 0:
-                select.select([sock], [], [], 1.0)
-                pgconn.consume_input()
-                continue
+                sent_ack, last_status = ack, time.monotonic()
+            n, buf = get_copy_data(1)
+            busy += 1
+            if n == 0 or busy >= 1024:  # idle, or a long run of buffered messages
+                busy = 0
+                if interrupted.is_set():
+                    break
+                now = time.monotonic()
+                if now - last_status > STATUS_INTERVAL:
+                    self._send_status(pgconn, ack)
+                    last_status = now
+                if n == 0:
+                    select.select([sock], [], [], 1.0)
+                    pgconn.consume_input()
+                    continue
             if n < 0:
                 result = pgconn.get_result()
                 msg = (pgconn.error_message or b"").decode(errors="replace").strip()
@@ -229,7 +240,7 @@ class PostgresSource:
                 raise TransientError(f"the replication stream ended: {msg or 'server closed it'}")
             kind = buf[0]
             if kind == 0x77:  # 'w' XLogData
-                for item in decoder.decode(buf[25:]):
+                for item in decode(buf[25:]):
                     if isinstance(item, Begin):
                         in_txn = True
                     elif isinstance(item, Commit):
