@@ -1,10 +1,11 @@
 """``replicator demo``: the main job on local throwaway servers, start to finish.
 
 Starts a PostgreSQL server (the "shop") and a MariaDB server (the "crm") in a temporary
-directory, creates the four entities of the use case (contacts, orders, inventory, users) on
-both, starts a flow shop → crm, then changes data on the shop while the flow runs: inserts,
-updates, a key change, deletes, a multi-table transaction. Finally it compares both sides row
-for row and prints a short account of what the replicator did. Everything is removed at the end.
+directory, creates the four entities of the use case on both, and runs two flows at once:
+shop → crm for contacts, orders and inventory (the shop owns them), crm → shop for users (the
+CRM owns them). While the flows run it changes data on both sides: inserts, updates, a key
+change, deletes, multi-table transactions. Finally it compares both sides row for row and
+prints a short account of what the replicator did. Everything is removed at the end.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -31,8 +31,10 @@ CREATE TABLE orders (id bigint PRIMARY KEY, contact_id int NOT NULL, total numer
     status text NOT NULL, placed_at timestamptz NOT NULL);
 CREATE TABLE inventory (sku text PRIMARY KEY, name text NOT NULL, stock int NOT NULL,
     price numeric(10,2) NOT NULL, attributes jsonb);
-CREATE TABLE users (id int PRIMARY KEY, login text NOT NULL, active boolean NOT NULL,
-    roles text[]);
+"""
+
+_PG_USERS = """
+CREATE TABLE users (id int PRIMARY KEY, login text NOT NULL, active smallint NOT NULL, roles jsonb);
 """
 
 _MARIADB_SCHEMA = [
@@ -60,6 +62,11 @@ flows:
         columns: {{first_name: firstName}}
       - source: orders
       - source: inventory
+  - name: crm-to-shop
+    source: crm
+    target: shop
+    batch: {{max_rows: 5000, max_delay_ms: 200}}
+    tables:
       - source: users
 """
 
@@ -88,12 +95,7 @@ def _workload(pg: PostgresServer, rows: int, rng: random.Random) -> dict[str, in
                     (f"SKU-{i:05d}", f"Item {i}", rng.randint(0, 500), Decimal(rng.randint(100, 99999)) / 100,
                      '{"color": "%s"}' % rng.choice(["red", "blue", "green"])),
                 )
-            for i in range(1, rows // 10 + 1):
-                conn.execute(
-                    "INSERT INTO users VALUES (%s, %s, %s, %s)",
-                    (i, f"login{i}", i % 7 != 0, ["staff"] if i % 3 else ["staff", "admin"]),
-                )
-            done["inserted"] += rows // 4 + rows // 10
+            done["inserted"] += rows // 4
         order_id = 0
         for _ in range(rows // 50):  # many small multi-table transactions, like a shop's checkout
             with conn.transaction():
@@ -116,9 +118,27 @@ def _workload(pg: PostgresServer, rows: int, rng: random.Random) -> dict[str, in
         done["updated"] += 1
         cur = conn.execute("DELETE FROM orders WHERE id % 10 = 0")
         done["deleted"] += cur.rowcount
-        cur = conn.execute("DELETE FROM users WHERE NOT active")
-        done["deleted"] += cur.rowcount
     return done
+
+
+def _crm_workload(my: MariaDBServer, rows: int) -> dict[str, int]:
+    """The CRM's own changes: its users, which flow to the shop."""
+    conn = my.connect("crm", autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            n = rows // 10
+            cur.executemany(
+                "INSERT INTO users VALUES (%s, %s, %s, %s)",
+                [(i, f"login{i}", int(i % 7 != 0), '["staff"]' if i % 3 else '["staff", "admin"]') for i in range(1, n + 1)],
+            )
+            conn.commit()
+            updated = cur.execute("UPDATE users SET login = CONCAT(login, '-renamed') WHERE id % 4 = 0")
+            conn.commit()
+            deleted = cur.execute("DELETE FROM users WHERE NOT active")
+            conn.commit()
+    finally:
+        conn.close()
+    return {"inserted": n, "updated": updated, "deleted": deleted}
 
 
 def _compare(pg: PostgresServer, my: MariaDBServer) -> list[tuple[str, int, bool]]:
@@ -129,8 +149,8 @@ def _compare(pg: PostgresServer, my: MariaDBServer) -> list[tuple[str, int, bool
                    "SELECT id, contact_id, total, status FROM orders ORDER BY id"),
         "inventory": ("SELECT sku, name, stock, price FROM inventory ORDER BY sku",
                       "SELECT sku, name, stock, price FROM inventory ORDER BY sku"),
-        "users": ("SELECT id, login, active::int FROM users ORDER BY id",
-                  "SELECT id, login, active FROM users ORDER BY id"),
+        "users": ("SELECT id, login, active, roles::text FROM users ORDER BY id",
+                  "SELECT id, login, active, roles FROM users ORDER BY id"),
     }
     out = []
     with pg.connect(dbname="shop") as pconn:
@@ -155,75 +175,85 @@ def run_demo(rows: int = 2000, seed: int = 7) -> None:
         click.echo("Starting a throwaway PostgreSQL (shop) and MariaDB (crm)…")
         with PostgresServer(base / "pg", name="shop") as pg, MariaDBServer(base / "mariadb", name="crm") as my:
             pg.create_database("shop")
-            pg.execute(_PG_SCHEMA, dbname="shop")
+            pg.execute(_PG_SCHEMA + _PG_USERS, dbname="shop")
             my.create_database("crm")
             for stmt in _MARIADB_SCHEMA:
                 my.execute(stmt, db="crm")
             config = parse_config(_CONFIG.format(pg=pg.url("shop"), my=my.url("crm")), "demo")
-            flow = config.flows[0]
             stop = threading.Event()
-            runner = FlowRunner(config, flow, stop=stop)
+            runners = [FlowRunner(config, flow, stop=stop) for flow in config.flows]
             failure: list[BaseException] = []
 
-            def run() -> None:
+            def run(runner: FlowRunner) -> None:
                 try:
                     runner.run()
                 except BaseException as exc:  # reported below
                     failure.append(exc)
                     stop.set()
 
-            thread = threading.Thread(target=run, name="demo-flow")
-            click.echo("Starting the flow shop → crm (contacts, orders, inventory, users)…")
-            thread.start()
-            _wait_for_slot(pg, flow.slot_name, stop)
+            threads = [threading.Thread(target=run, args=(r,), name=f"demo-{r.flow.name}") for r in runners]
+            click.echo("Starting the flows shop → crm (contacts, orders, inventory) and crm → shop (users)…")
+            for thread in threads:
+                thread.start()
+            _wait_until_started(pg, my, [f.name for f in config.flows], stop)
             t0 = time.monotonic()
-            click.echo(f"Writing to the shop while the flow runs ({rows} contacts and more)…")
+            click.echo(f"Writing to both while the flows run ({rows} contacts and more)…")
             done = _workload(pg, rows, rng)
-            target_lsn = pg.execute("SELECT pg_current_wal_lsn()::text", dbname="shop")[0][0]
-            _wait_caught_up(my, flow.name, str(target_lsn), stop)
+            for kind, count in _crm_workload(my, rows).items():
+                done[kind] += count
+            results = _wait_equal(pg, my, stop)
             elapsed = time.monotonic() - t0
             stop.set()
-            thread.join()
+            for thread in threads:
+                thread.join()
             if failure:
                 raise failure[0]
-            results = _compare(pg, my)
-            _report(runner, done, results, elapsed)
+            _report(runners, done, results, elapsed)
 
 
-def _wait_for_slot(pg: PostgresServer, slot: str, stop: threading.Event) -> None:
-    for _ in range(300):
-        if stop.is_set():
-            return
-        if pg.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,), dbname="shop"):
+def _wait_until_started(pg: PostgresServer, my: MariaDBServer, flows: list[str], stop: threading.Event) -> None:
+    """Each flow has stored its start position on its target once it streams."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not stop.is_set():
+        started = {str(r[0]) for r in my.execute("SELECT flow FROM _replicator.checkpoints", db="crm")} if _has_state(my) else set()
+        if _pg_has_state(pg):
+            started |= {str(r[0]) for r in pg.execute("SELECT flow FROM _replicator.checkpoints", dbname="shop")}
+        if set(flows) <= started:
             return
         time.sleep(0.1)
-    raise RuntimeError("the flow did not create its replication slot within 30 s")
+    if not stop.is_set():
+        raise RuntimeError("the flows did not start within 60 s")
 
 
-def _lsn(text: str) -> int:
-    hi, lo = text.split("/")
-    return (int(hi, 16) << 32) + int(lo, 16)
+def _has_state(my: MariaDBServer) -> bool:
+    return bool(my.execute(
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_replicator' AND TABLE_NAME = 'checkpoints'"
+    ))
 
 
-def _wait_caught_up(my: MariaDBServer, flow: str, lsn: str, stop: threading.Event) -> None:
+def _pg_has_state(pg: PostgresServer) -> bool:
+    return bool(pg.execute("SELECT to_regclass('_replicator.checkpoints')::text", dbname="shop")[0][0])
+
+
+def _wait_equal(pg: PostgresServer, my: MariaDBServer, stop: threading.Event) -> list[tuple[str, int, bool]]:
+    """Compare both sides until they agree (or 120 s passed): the flows catch up live."""
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not stop.is_set():
-        rows: list[Any] = my.execute(
-            "SELECT position FROM _replicator.checkpoints WHERE flow = %s", (flow,), db="crm"
-        )
-        if rows and _lsn(str(rows[0][0])) >= _lsn(lsn):
-            return
+    while True:
+        results = _compare(pg, my)
+        if all(equal for _, _, equal in results) or time.monotonic() > deadline or stop.is_set():
+            return results
         time.sleep(0.2)
 
 
-def _report(runner: FlowRunner, done: dict[str, int], results: list[tuple[str, int, bool]], elapsed: float) -> None:
-    stats = runner.stats
+def _report(runners: list[FlowRunner], done: dict[str, int], results: list[tuple[str, int, bool]], elapsed: float) -> None:
     click.echo("")
     click.echo("What the replicator did")
     click.echo(f"  source changes made      {sum(done.values())} ({done['inserted']} inserted,"
                f" {done['updated']} updated, {done['deleted']} deleted)")
-    click.echo(f"  changes applied          {stats.changes} in {stats.transactions} source transactions,"
-               f" {stats.batches} target commits")
+    for runner in runners:
+        stats = runner.stats
+        click.echo(f"  {runner.flow.name:<12} applied {stats.changes} changes in {stats.transactions}"
+                   f" source transactions, {stats.batches} target commits")
     click.echo(f"  caught up after          {elapsed:.1f} s")
     for table, count, equal in results:
         click.echo(f"  {table:<10} {count:>6} rows   {'equal on both sides' if equal else 'DIFFERENT'}")
