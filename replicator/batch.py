@@ -20,6 +20,7 @@ from .mapping import TableMapping
 from .records import DELETE, INSERT, READ, TRUNCATE, UPDATE, Change, Row, TableId
 
 _UPSERT, _UPDATE, _DELETE = 0, 1, 2
+_Entry = tuple[TableMapping, dict[tuple[object, ...], tuple[int, Row | None]]]  # a table's rows
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Batch:
         self._tables: dict[TableId, tuple[TableMapping, dict[tuple[object, ...], tuple[int, Row | None]]]] = {}
         self._truncated: set[TableId] = set()
         self._done: list[TableOps] = []  # earlier segments, kept in order (see _rekey)
+        self._last: tuple[TableId, _Entry] | None = None
         self.size = 0
 
     def __len__(self) -> int:
@@ -48,9 +50,15 @@ class Batch:
     def add(self, change: Change, mapping: TableMapping) -> None:
         """Net one change into the buffer."""
         target = mapping.target
-        entry = self._tables.get(target)
-        if entry is None:
-            entry = self._tables[target] = (mapping, {})
+        last = self._last  # the entry of the previous change's table (TableId hashes in Python)
+        entry: _Entry | None
+        if last is not None and last[0] is target:
+            entry = last[1]
+        else:
+            entry = self._tables.get(target)
+            if entry is None:
+                entry = self._tables[target] = (mapping, {})
+            self._last = (target, entry)
         rows = entry[1]
         op = change.op
         if op == TRUNCATE:
@@ -61,7 +69,10 @@ class Batch:
         key_cols = mapping.target_key
         if op == INSERT or op == READ:
             row = mapping.map_row(change.after)  # type: ignore[arg-type]
-            self._put(rows, tuple(row[k] for k in key_cols), (_UPSERT, row))
+            key = (row[key_cols[0]],) if len(key_cols) == 1 else tuple(row[k] for k in key_cols)
+            if key not in rows:
+                self.size += 1
+            rows[key] = (_UPSERT, row)
             return
         if op == DELETE:
             old = mapping.map_row(change.before or change.key or {})
@@ -69,7 +80,7 @@ class Batch:
             return
         assert op == UPDATE
         row = mapping.map_row(change.after)  # type: ignore[arg-type]
-        new_key = tuple(row[k] for k in key_cols)
+        new_key = (row[key_cols[0]],) if len(key_cols) == 1 else tuple(row[k] for k in key_cols)
         if change.before is not None:
             old_key = _key(mapping.map_row(change.before), key_cols, mapping)
             if old_key != new_key:
@@ -130,12 +141,15 @@ class Batch:
             if ops.truncate or ops.deletes or ops.upserts or ops.updates:
                 out.append(ops)
         self._tables.clear()
+        self._last = None
         self._truncated.clear()
         return out
 
 
 def _key(row: Row, key_cols: tuple[str, ...], mapping: TableMapping) -> tuple[object, ...]:
     try:
+        if len(key_cols) == 1:
+            return (row[key_cols[0]],)
         return tuple(row[k] for k in key_cols)
     except KeyError as exc:
         raise_missing_identity(mapping, str(exc))

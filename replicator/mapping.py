@@ -52,6 +52,7 @@ class TableMapping:
     target_key: tuple[str, ...] = ()
     target_columns: frozenset[str] = frozenset()
     _names: dict[str, str] = field(default_factory=dict)
+    _same: set[str] = field(default_factory=set)  # checked source columns of the same name
 
     def target_name(self, source_column: str) -> str:
         try:
@@ -64,9 +65,15 @@ class TableMapping:
                     f" (source column {self.source}.{source_column}): add it or map the column"
                 ) from None
             self._names[source_column] = name
+            if name == source_column:
+                self._same.add(name)
             return name
 
     def map_row(self, row: Row) -> Row:
+        """The row under target column names; the row itself when no column is renamed
+        (rows are never changed in place once built)."""
+        if row.keys() <= self._same:
+            return row
         names = self._names
         try:
             return {names[k]: v for k, v in row.items()}
@@ -77,11 +84,13 @@ class TableMapping:
         """The target table changed (it followed a source DDL): re-learn its columns."""
         self.target_columns = frozenset(target.column_names)
         self._names.clear()
+        self._same.clear()
 
     def bind(self, source: TableInfo, target: TableInfo) -> None:
         """Check source and target fit together; raises SchemaError naming what is missing."""
         self.target_columns = frozenset(target.column_names)
         self._names.clear()
+        self._same.clear()
         for name in self.renames:
             if source.column(name) is None:
                 raise SchemaError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ from datetime import datetime
 import structlog
 
 from .batch import Batch
-from .pg.passthrough import RawBatch, RawChange, passthrough_key
+from .pg.passthrough import RawBatch, RawRows, passthrough_key
 from .config import Config, FlowConfig
 from .errors import ReplicatorError, SchemaError, TransientError
 from .mapping import TableMapping
@@ -64,18 +65,25 @@ def open_sink(config: Config, flow: FlowConfig) -> Sink:
 
 
 class Prefetcher:
-    """Runs a source iterator in a thread; hands items over in chunks through a bounded queue.
+    """Runs a source iterator in a thread; hands items over in chunks through a queue bounded
+    by the number of rows in flight.
 
-    The queue holds up to ``depth * chunk`` items: more than a default batch (20,000 rows), so
-    the reader keeps decoding while the target applies a batch instead of stalling on a full
-    queue (memory stays bounded by that many items).
+    The bound (``max_rows``) is larger than a batch, so the reader keeps decoding while the
+    target applies a batch instead of stalling; memory stays bounded by that many rows. A chunk
+    is handed over at every transaction end and heartbeat (latency) or once it holds ``chunk``
+    rows (a :class:`~replicator.pg.passthrough.RawRows` item counts its rows).
     """
 
-    def __init__(self, items: Iterator[Item], interrupt: Callable[[], None], chunk: int = 1000, depth: int = 32) -> None:
+    def __init__(
+        self, items: Iterator[Item], interrupt: Callable[[], None], chunk: int = 1000, max_rows: int = 50_000
+    ) -> None:
         self._items = items
         self._interrupt = interrupt
         self._chunk = chunk
-        self._queue: queue.Queue[object] = queue.Queue(depth)
+        self._max_rows = max_rows
+        self._queue: queue.Queue[tuple[int, object]] = queue.Queue()
+        self._room = threading.Condition()
+        self._rows = 0  # rows queued and not yet taken by the consumer
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="source-reader", daemon=True)
         self._thread.start()
@@ -86,37 +94,49 @@ class Prefetcher:
             chunk = self._chunk
             closed = self._closed
             append = buf.append
+            rows = 0
             for item in self._items:
                 append(item)
-                if len(buf) >= chunk or type(item) is Commit or type(item) is Heartbeat:
-                    self._put(buf)
+                kind = type(item)
+                if kind is RawRows:  # type: ignore[comparison-overlap]
+                    rows += len(item.keys)  # type: ignore[union-attr]
+                else:
+                    rows += 1
+                if rows >= chunk or kind is Commit or kind is Heartbeat:
+                    self._put(buf, rows)
                     buf = []
                     append = buf.append
+                    rows = 0
                     if closed.is_set():
                         return
-            self._put(buf)
-            self._put(_END)
+            self._put(buf, rows)
+            self._put(_END, 0)
         except BaseException as exc:  # handed to the consumer, which re-raises it
-            self._put(exc)
+            self._put(exc, 0)
         finally:
             close = getattr(self._items, "close", None)
             if close is not None:
                 close()
 
-    def _put(self, value: object) -> None:
-        while not self._closed.is_set():
-            try:
-                self._queue.put(value, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+    def _put(self, value: object, rows: int) -> None:
+        with self._room:
+            while self._rows and self._rows + rows > self._max_rows:
+                if self._closed.is_set():
+                    return
+                self._room.wait(0.5)
+            self._rows += rows
+        self._queue.put((rows, value))
 
     def get(self, timeout: float) -> list[Item] | None:
-        """The next chunk; None on timeout; raises what the reader raised; [] never."""
+        """The next chunk; None on timeout; raises what the reader raised."""
         try:
-            value = self._queue.get(timeout=timeout)
+            rows, value = self._queue.get(timeout=timeout)
         except queue.Empty:
             return None
+        if rows:
+            with self._room:
+                self._rows -= rows
+                self._room.notify()
         if value is _END:
             raise StopIteration
         if isinstance(value, BaseException):
@@ -128,8 +148,65 @@ class Prefetcher:
 
     def close(self) -> None:
         self._closed.set()
+        with self._room:
+            self._room.notify_all()
         self._interrupt()
         self._thread.join(timeout=10)
+
+
+class Writer:
+    """Applies batches to the target in a thread, in submission order, while the pipeline nets
+    the next batch: the target's work overlaps with reading and netting.
+
+    One task waits while another runs, so memory stays bounded (a batch being built, one
+    waiting, one being written). Tasks are the sink calls of one connection in the order the
+    pipeline decided (apply..., then commit and acknowledge), so the ordering rules are those
+    of a synchronous pipeline. The first error stops the writer: later tasks are dropped and
+    the error is raised in the pipeline's thread at its next call of :meth:`run`,
+    :meth:`check` or :meth:`finish`.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: queue.Queue[tuple[Callable[..., object], tuple[object, ...]] | None] = queue.Queue(1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, name="target-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            task = self._tasks.get()
+            try:
+                if task is None:
+                    return
+                if self._error is None:
+                    task[0](*task[1])
+            except BaseException as exc:  # handed to the pipeline's thread
+                self._error = exc
+            finally:
+                self._tasks.task_done()
+
+    def run(self, fn: Callable[..., object], *args: object) -> None:
+        """Queue ``fn(*args)`` (waits while another task waits)."""
+        self.check()
+        self._tasks.put((fn, args))
+
+    def check(self) -> None:
+        """Raise the error a task raised, if any."""
+        if self._error is not None:
+            raise self._error
+
+    def finish(self) -> bool:
+        """Wait until every queued task is done; raise its error if one failed."""
+        self._tasks.join()
+        self.check()
+        return True
+
+    def close(self) -> None:
+        """Let the running task end, drop the others, stop the thread (never raises)."""
+        if self._error is None:
+            self._error = TransientError("the pipeline stopped before this batch was written")
+        self._tasks.put(None)
+        self._thread.join()
 
 
 @dataclass
@@ -247,7 +324,7 @@ class FlowRunner:
         batch = Batch()
         raw = RawBatch()  # passthrough rows; only one of the two buffers holds rows at a time
         batch_used = False  # batch may hold changes (a truncate does not count in its size)
-        last_table: TableId | None = None  # the table of the previous passthrough row...
+        last_table: TableId | None = None  # the table of the previous change...
         last_mapping: TableMapping | None = None  # ...and its mapping
         pending_changes = 0  # changes of complete, uncommitted source transactions
         pending_txns = 0
@@ -264,40 +341,31 @@ class FlowRunner:
             t0 = time.perf_counter()
             ops = batch.drain()
             if ops:
-                sink.apply(ops)
+                writer.run(sink.apply, ops)
             if raw.size:
-                sink.apply_raw(raw.drain())  # type: ignore[attr-defined]
+                writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
             changes_total += pending_changes
             txns_total += pending_txns
             assert position is not None
-            sink.commit(
-                Checkpoint(flow.name, source.format_position(position), commit_time, changes_total, txns_total)
-            )
-            self.stats.batches += 1
-            if self._crash_after and self.stats.batches >= self._crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: crash between commit and ack
-            source.acknowledge(position)
-            committed_pos = position
+            done = Checkpoint(flow.name, source.format_position(position), commit_time, changes_total, txns_total)
+            writer.run(self._commit, sink, source, done, position, pending_changes, pending_txns, t0)
+            committed_pos = position  # handed to the writer, which commits before anything later
             last_checkpoint_write = time.monotonic()
-            if pending_changes:
-                self.stats.changes += pending_changes
-                self.stats.transactions += pending_txns
-                self.log.info(
-                    "applied batch",
-                    changes=pending_changes,
-                    transactions=pending_txns,
-                    position=source.format_position(position),
-                    ms=round((time.perf_counter() - t0) * 1000, 1),
-                )
             pending_changes = pending_txns = 0
 
-        reader = Prefetcher(source.stream(start, self._stop_at), getattr(source, "interrupt", lambda: None))
+        writer = Writer()
+        reader = Prefetcher(
+            source.stream(start, self._stop_at),
+            getattr(source, "interrupt", lambda: None),
+            max_rows=max(2 * max_rows, 10_000),  # read ahead while the target applies a batch
+        )
         try:
             while True:
+                writer.check()
                 if self.stop.is_set():
                     if not in_txn and position != committed_pos:
                         commit()
-                    return True
+                    return writer.finish()
                 if pending_txns:
                     wait = max(0.0, oldest_pending + max_delay - time.monotonic())
                 else:
@@ -307,7 +375,7 @@ class FlowRunner:
                 except StopIteration:
                     if position != committed_pos:
                         commit()
-                    return True
+                    return writer.finish()
                 if chunk is None:
                     if pending_txns and time.monotonic() - oldest_pending >= max_delay:
                         commit()
@@ -315,7 +383,7 @@ class FlowRunner:
                 self._streaming = True
                 for item in chunk:
                     kind = type(item)
-                    if kind is RawChange:  # type: ignore[comparison-overlap]  # PG passthrough
+                    if kind is RawRows:  # type: ignore[comparison-overlap]  # PG passthrough
                         table = item.table  # type: ignore[union-attr]
                         if table is not last_table:
                             last_table, last_mapping = table, mappings.get(table)
@@ -324,23 +392,25 @@ class FlowRunner:
                         if batch_used:  # keep the order: earlier normal changes go first
                             ops = batch.drain()
                             if ops:
-                                sink.apply(ops)
+                                writer.run(sink.apply, ops)
                             batch_used = False
                         raw.add(item, last_mapping)  # type: ignore[arg-type]
-                        txn_changes += 1
+                        txn_changes += len(item.keys)  # type: ignore[union-attr]
                         if raw.size >= max_rows and in_txn:
-                            sink.apply_raw(raw.drain())  # type: ignore[attr-defined]
+                            writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
                     elif kind is Change:
                         if raw.size:  # keep the order: earlier passthrough rows go first
-                            sink.apply_raw(raw.drain())  # type: ignore[attr-defined]
+                            writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
                         batch_used = True
-                        mapping = mappings.get(item.table)  # type: ignore[union-attr]
-                        if mapping is None:
+                        table = item.table  # type: ignore[union-attr]
+                        if table is not last_table:
+                            last_table, last_mapping = table, mappings.get(table)
+                        if last_mapping is None:
                             continue
-                        batch.add(item, mapping)  # type: ignore[arg-type]
+                        batch.add(item, last_mapping)  # type: ignore[arg-type]
                         txn_changes += 1
                         if batch.size >= max_rows and in_txn:
-                            sink.apply(batch.drain())  # bounded memory inside big transactions
+                            writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
                     elif kind is Begin:
                         in_txn = True
                         txn_changes = 0
@@ -362,6 +432,7 @@ class FlowRunner:
                         if mapping is not None:
                             if pending_txns:
                                 commit()  # a MySQL target commits implicitly on DDL
+                            writer.finish()  # the sink is the writer's until it is idle
                             self._follow(sink, mapping, item)  # type: ignore[arg-type]
                     elif kind is Heartbeat and not in_txn:
                         hb = item.position  # type: ignore[union-attr]
@@ -373,7 +444,29 @@ class FlowRunner:
                             commit()
         finally:
             reader.close()
+            writer.close()
 
+    def _commit(
+        self, sink: Sink, source: Source, checkpoint: Checkpoint, position: Position,
+        changes: int, transactions: int, t0: float,
+    ) -> None:
+        """Run by the writer: commit the target transaction with its checkpoint, then (only
+        then) acknowledge the source."""
+        sink.commit(checkpoint)
+        self.stats.batches += 1
+        if self._crash_after and self.stats.batches >= self._crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: crash between commit and ack
+        source.acknowledge(position)
+        if changes:
+            self.stats.changes += changes
+            self.stats.transactions += transactions
+            self.log.info(
+                "applied batch",
+                changes=changes,
+                transactions=transactions,
+                position=checkpoint.position,
+                ms=round((time.perf_counter() - t0) * 1000, 1),
+            )
 
     def _follow(self, sink: Sink, mapping: TableMapping, change: SchemaChange) -> None:
         """Make the target follow a source DDL where it can; stop clearly where it cannot."""
@@ -416,6 +509,10 @@ def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: thre
     """Run flows in threads until they finish or ``stop`` is set; returns the failures."""
     failures: list[tuple[str, BaseException]] = []
     lock = threading.Lock()
+    # Each flow's reader thread decodes without pause while its writer thread waits on the
+    # target: hand the GIL over every 1 ms instead of 5 ms, so a finished target round trip
+    # is followed up sooner (measured ~10% faster on a target-bound stream, neutral otherwise).
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
 
     def target(flow: FlowConfig) -> None:
         try:

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,12 +116,75 @@ class BenchError(Exception):
 @dataclass
 class Results:
     seconds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    cpu: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # CPU seconds during a measurement: (source server, target server, replicator process)
+    cpu: dict[tuple[str, str], list[tuple[float, float, float]]] = field(default_factory=dict)
 
-    def add(self, workload: str, consumer: str, secs: float, cpu: float | None = None) -> None:
+    def add(self, workload: str, consumer: str, secs: float, cpu: tuple[float, float, float]) -> None:
         self.seconds.setdefault((workload, consumer), []).append(secs)
-        if cpu is not None:
-            self.cpu.setdefault((workload, consumer), []).append(cpu)
+        self.cpu.setdefault((workload, consumer), []).append(cpu)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of the process, all its threads) from /proc, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class CpuSampler:
+    """Approximate CPU seconds used during a measurement by each server's processes (children
+    of its postmaster: walsender, backends, apply worker, background processes) and by the
+    replicator process, sampled from /proc ten times a second (a process that exits between
+    two samples loses at most its last 0.1 s)."""
+
+    def __init__(self, servers: dict[str, int]) -> None:
+        self._servers = servers  # name -> postmaster pid
+        self.extra: dict[str, int] = {}  # name -> pid (e.g. the replicator), set while running
+        self._first: dict[int, float] = {}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, initial: bool) -> None:
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            pid = int(entry)
+            st = _proc_stat(pid)
+            if st is None:
+                continue
+            ppid, cpu = st
+            owner = next((n for n, p in self._servers.items() if ppid == p), None)
+            owner = owner or next((n for n, p in self.extra.items() if pid == p), None)
+            if owner is None:
+                continue
+            if pid not in self._first:
+                self._first[pid] = cpu if initial else 0.0  # started during the measurement
+            self._last[pid] = (owner, cpu)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample(False)
+
+    def __enter__(self) -> CpuSampler:
+        self._sample(True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample(False)
+
+    def total(self, owner: str) -> float:
+        return sum(cpu - self._first[pid] for pid, (o, cpu) in self._last.items() if o == owner)
 
 
 def log(msg: str) -> None:
@@ -206,7 +270,7 @@ class Bench:
         self.native_disable()
 
     # -- consumers -----------------------------------------------------------------------
-    def run_replicator(self, label: str) -> tuple[float, float]:
+    def run_replicator(self, label: str, sampler: CpuSampler | None = None) -> tuple[float, float]:
         """Run ``replicator run --once``; returns (wall seconds, CPU seconds of the process)."""
         logfile = self.workdir / f"replicator-{label}.log"
         cmd = [
@@ -217,6 +281,8 @@ class Bench:
         with logfile.open("wb") as out:
             t0 = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+            if sampler is not None:
+                sampler.extra["replicator"] = proc.pid
             try:
                 rc = proc.wait(timeout=CATCHUP_TIMEOUT)
             except subprocess.TimeoutExpired:
@@ -326,16 +392,23 @@ class Bench:
     # -- one measurement -----------------------------------------------------------------
     def measure(self, workload: str, consumer: str, last_lsn: str, rnd: int, expected_rows: int) -> None:
         self.quiesce()
+        servers = {"source": self.source.pid or -1, "target": self.target.pid or -1}
+        with CpuSampler(servers) as sampler:
+            if consumer == "replicator":
+                secs, cpu = self.run_replicator(f"{workload}-{rnd}", sampler)
+            else:
+                secs = self.run_native(last_lsn)
         if consumer == "replicator":
-            secs, cpu = self.run_replicator(f"{workload}-{rnd}")
             self.verify(REPL_DB, f"replicator, workload {workload}, round {rnd}", expected_rows)
-            self.results.add(workload, consumer, secs, cpu)
-            log(f"  {workload} replicator: {secs:.2f}s ({self.rows / secs:,.0f} rows/s, CPU {cpu:.2f}s)")
         else:
-            secs = self.run_native(last_lsn)
             self.verify(NATIVE_DB, f"native, workload {workload}, round {rnd}", expected_rows)
-            self.results.add(workload, consumer, secs)
-            log(f"  {workload} native:     {secs:.2f}s ({self.rows / secs:,.0f} rows/s)")
+            cpu = 0.0
+        usage = (sampler.total("source"), sampler.total("target"), cpu)
+        self.results.add(workload, consumer, secs, usage)
+        log(
+            f"  {workload} {consumer + ':':11s} {secs:.2f}s ({self.rows / secs:,.0f} rows/s; CPU s: source"
+            f" server {usage[0]:.2f}, target server {usage[1]:.2f}, replicator {usage[2]:.2f})"
+        )
 
     def round(self, rnd: int) -> None:
         order = ["replicator", "native"] if rnd % 2 == 0 else ["native", "replicator"]
@@ -378,18 +451,28 @@ class Bench:
             "|---|---:|---:|---:|",
         ]
         details = []
+        cpu_lines = [
+            "| workload | consumer | source server | target server | replicator process | total |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for w in ("A", "B"):
             rep = self.results.seconds[(w, "replicator")]
             nat = self.results.seconds[(w, "native")]
             rep_rate = self.rows / statistics.median(rep)
             nat_rate = self.rows / statistics.median(nat)
             lines.append(f"| {names[w]} | {rep_rate:,.0f} | {nat_rate:,.0f} | {rep_rate / nat_rate:.2f} |")
-            cpu = self.results.cpu.get((w, "replicator"), [])
             details.append(
-                f"- {w}: replicator runs {', '.join(f'{s:.2f}s' for s in rep)}"
-                f" (process CPU {', '.join(f'{c:.2f}s' for c in cpu)});"
+                f"- {w}: replicator runs {', '.join(f'{s:.2f}s' for s in rep)};"
                 f" native runs {', '.join(f'{s:.2f}s' for s in nat)}"
             )
+            for consumer in ("replicator", "native"):
+                usage = self.results.cpu[(w, consumer)]
+                src, dst, own = (statistics.median(u[i] for u in usage) for i in range(3))
+                cpu_lines.append(
+                    f"| {w} | {consumer} | {src:.2f} | {dst:.2f} | "
+                    + (f"{own:.2f} |" if consumer == "replicator" else "- |")
+                    + f" {src + dst + own:.2f} |"
+                )
         table = "\n".join(lines)
         with psycopg.connect(self.source.url(), autocommit=True) as c:
             version = c.execute("SHOW server_version").fetchone()
@@ -404,6 +487,11 @@ class Bench:
         footer = (
             "\nRuns (wall time, consumer start to caught up):\n"
             + "\n".join(details)
+            + "\n\nCPU seconds per run (medians; sampled from /proc: the source server is mostly its"
+            " walsender decoding the WAL, the target server the replicator's backend or the native"
+            " apply worker):\n\n"
+            + "\n".join(cpu_lines)
+            + "\n"
             + f"\n- replicator peak RSS: {self.max_rss_kb / 1024:.0f} MB\n"
             "\nSetup: source and target are separate sandbox servers on the same host (fsync=off,"
             " synchronous_commit=on, shared_buffers=128MB). The replicator is timed from spawning"

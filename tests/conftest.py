@@ -35,6 +35,10 @@ from replicator.sandbox import (
     find_pg_bindir,
 )
 
+# The helper modules hold asserts moved out of test modules: rewrite them the same way, so a
+# failing comparison still shows its values.
+pytest.register_assert_rewrite("dbhelpers", "processes")
+
 ENV_PG_SOURCE = "REPLICATOR_TEST_PG_SOURCE_URL"
 ENV_PG_TARGET = "REPLICATOR_TEST_PG_TARGET_URL"
 ENV_MYSQL = "REPLICATOR_TEST_MYSQL_URL"

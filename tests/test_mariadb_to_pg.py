@@ -35,11 +35,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -47,108 +43,41 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 
-from replicator.config import parse_config
 from replicator.errors import DataError, SchemaError
-from replicator.pipeline import FlowRunner
 
-# --------------------------------------------------------------------------- helpers
-
-
-def cli(cfg: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "replicator.cli", "-c", str(cfg), *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def run_once_cli(cfg: Path) -> None:
-    proc = cli(cfg, "run", "--once")
-    assert proc.returncode == 0, f"run --once failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-
-
-def run_once(cfg_path: Path) -> None:
-    cfg = parse_config(cfg_path.read_text())
-    FlowRunner(cfg, cfg.flows[0], once=True).run()
-
-
-def write_config(path: Path, flow: str, src_url: str, dst_url: str, tables: str, extra: str = "") -> Path:
-    path.write_text(
-        "systems:\n"
-        f"  src: {{url: \"{src_url}\"}}\n"
-        f"  dst: {{url: \"{dst_url}\"}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n"
-        "    target: dst\n" + extra +
-        "    tables:\n" + tables
-    )
-    return path
-
-
-def my_connect(server: Any, db: str, time_zone: str = "+00:00") -> pymysql.connections.Connection[Any]:
-    return server.connect(db, charset="utf8mb4", init_command=f"SET time_zone = '{time_zone}'")  # type: ignore[no-any-return]
-
-
-def my_script(server: Any, db: str, *statements: str, time_zone: str = "+00:00") -> None:
-    """Statements on one autocommit connection (a list may hold BEGIN … COMMIT/ROLLBACK)."""
-    conn = my_connect(server, db, time_zone)
-    try:
-        with conn.cursor() as cur:
-            for stmt in statements:
-                cur.execute(stmt)
-    finally:
-        conn.close()
-
-
-def my_fetch(server: Any, db: str, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-    conn = my_connect(server, db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return [tuple(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
-
-
-def pg_script(server: Any, db: str, *statements: str) -> None:
-    with psycopg.connect(server.url(db), autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt)  # type: ignore[arg-type]
-
-
-def pg_fetch(server: Any, db: str, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(server.url(db), autocommit=True) as conn:
-        return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
-
-
-def checkpoint_of(pg: Any, db: str, flow: str) -> tuple[Any, ...] | None:
-    rows = pg_fetch(
-        pg, db,
-        "SELECT position, changes_applied, transactions_applied FROM _replicator.checkpoints WHERE flow = %s",
-        (flow,),
-    )
-    return rows[0] if rows else None
-
-
-def gtid_seq(position: str) -> int:
-    """The sequence number of domain 0 in a MariaDB GTID position ('0-1-40')."""
-    for part in position.split(","):
-        domain, _server, seq = part.strip().split("-")
-        if domain == "0":
-            return int(seq)
-    raise AssertionError(f"no domain 0 in {position!r}")
+from dbhelpers import (
+    MY_DDL,
+    MY_ROUND_1,
+    MY_ROUND_1_TYPES,
+    MY_ROUND_2,
+    MY_TYPES_QUERY,
+    MY_TYPE_NAMES,
+    BackgroundFlow,
+    JsonValue,
+    Norm,
+    RowWriter,
+    as_json_text,
+    assert_mapped_rows,
+    cli,
+    gtid_seq,
+    my_fetch,
+    my_script,
+    pg_checkpoint,
+    pg_fetch,
+    pg_script,
+    run_once,
+    run_once_cli,
+    run_once_cli_fails,
+    run_once_fails,
+    same,
+    wait_until,
+    write_config,
+)
 
 # --------------------------------------------------------------------------- normalisation
 # MariaDB value (as pymysql loads it) -> what the PostgreSQL column must hold (as psycopg loads it)
-
-Norm = Callable[[Any], Any]
-
-
-def same(v: Any) -> Any:
-    return v
 
 
 def as_bits(v: Any) -> Any:
@@ -158,23 +87,6 @@ def as_bits(v: Any) -> Any:
 def as_utc_instant(v: Any) -> Any:
     """A TIMESTAMP read at time_zone '+00:00' (naive UTC) → the aware instant."""
     return None if v is None else v.replace(tzinfo=timezone.utc)
-
-
-class JsonValue:
-    """Expected JSON content: compared parsed (key order and spacing are not data)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and json.loads(other) == self.value
-
-    def __repr__(self) -> str:
-        return f"JSON({self.value!r})"
-
-
-def as_json(v: Any) -> Any:
-    return None if v is None else JsonValue(json.loads(v))
 
 
 def values_equal(expected: Any, got: Any) -> bool:
@@ -196,39 +108,12 @@ def values_equal(expected: Any, got: Any) -> bool:
 def assert_rows(
     src: Sequence[tuple[Any, ...]], dst: Sequence[tuple[Any, ...]], cols: Sequence[tuple[str, Norm]]
 ) -> None:
-    assert len(dst) == len(src), f"row count differs: source {len(src)}, target {len(dst)}"
-    for s, d in zip(src, dst):
-        assert len(s) == len(d) == len(cols)
-        for (name, norm), a, b in zip(cols, s, d):
-            expected = norm(a)
-            assert values_equal(expected, b), (
-                f"row key {s[0]!r} column {name}: source {a!r} -> expected {expected!r}, target has {b!r}"
-            )
+    assert_mapped_rows(src, dst, cols, values_equal, same_width=True)
 
 
 # --------------------------------------------------------------------------- schema
-
-MY_DDL = [
-    "CREATE TABLE customers (id INT PRIMARY KEY, first_name VARCHAR(50), last_name VARCHAR(50) NOT NULL,"
-    " email VARCHAR(120), city VARCHAR(60), vip TINYINT, created_at DATETIME(6))",
-    "CREATE TABLE orders (id BIGINT UNSIGNED PRIMARY KEY, customer_id INT, amount DECIMAL(12,2),"
-    " status VARCHAR(20) NOT NULL, note TEXT, placed_at DATETIME(6))",
-    "CREATE TABLE inventory (sku VARCHAR(64) COLLATE utf8mb4_bin PRIMARY KEY, qty INT NOT NULL,"
-    " price DECIMAL(10,2), location VARCHAR(40))",
-    "CREATE TABLE line_items (order_id BIGINT, line_no INT, product VARCHAR(100) NOT NULL, qty INT,"
-    " PRIMARY KEY (order_id, line_no))",
-    "CREATE TABLE bulk (id INT PRIMARY KEY, val VARCHAR(40) NOT NULL, n BIGINT)",
-    "CREATE TABLE types (id INT PRIMARY KEY,"
-    " c_tiny TINYINT, c_utiny TINYINT UNSIGNED, c_small SMALLINT, c_usmall SMALLINT UNSIGNED,"
-    " c_medium MEDIUMINT, c_umedium MEDIUMINT UNSIGNED, c_int INT, c_uint INT UNSIGNED,"
-    " c_big BIGINT, c_ubig BIGINT UNSIGNED,"
-    " c_dec DECIMAL(65,30), c_float FLOAT, c_double DOUBLE,"
-    " c_date DATE, c_datetime DATETIME(6), c_ts TIMESTAMP(6) NULL DEFAULT NULL, c_time TIME(6), c_year YEAR,"
-    " c_char CHAR(10), c_varchar VARCHAR(100), c_text TEXT,"
-    " c_binary BINARY(4), c_varbinary VARBINARY(16), c_blob BLOB,"
-    " c_bit1 BIT(1), c_bit64 BIT(64),"
-    " c_enum ENUM('small','medium','large'), c_set SET('a','b','c'), c_json JSON)",
-]
+# The source tables, the type matrix and both rounds of changes are dbhelpers.MY_* (shared with
+# test_mariadb_to_mariadb).
 
 # The type map's choices, written out (replicator/typemap.py).
 PG_DDL = """
@@ -262,66 +147,14 @@ TYPE_COLS: list[tuple[str, Norm]] = [
     ("c_char", same), ("c_varchar", same), ("c_text", same),
     ("c_binary", same), ("c_varbinary", same), ("c_blob", same),
     ("c_bit1", as_bits), ("c_bit64", as_bits),
-    ("c_enum", same), ("c_set", same), ("c_json", as_json),
+    ("c_enum", same), ("c_set", same), ("c_json", as_json_text),
 ]
 TYPE_NAMES = [c for c, _ in TYPE_COLS]
-# FLOAT/real are read back widened to double: the exact float32 value, not 6 printed digits.
-MY_TYPES_QUERY = "SELECT " + ", ".join(
-    "CAST(c_float AS DOUBLE)" if c == "c_float" else c for c in TYPE_NAMES
-) + " FROM types ORDER BY id"
+assert TYPE_NAMES == MY_TYPE_NAMES
+# FLOAT/real are read back widened to double (MY_TYPES_QUERY too): the exact float32 value.
 PG_TYPES_QUERY = "SELECT " + ", ".join(
     "c_float::float8" if c == "c_float" else "c_json::text" if c == "c_json" else c for c in TYPE_NAMES
 ) + " FROM types ORDER BY id"
-
-# Written with the session time zone '+05:00': TIMESTAMP values are local times at +05:00.
-TYPE_ROWS_STRICT = [
-    "(1, -128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0,"
-    " '-99999999999999999999999999999999999.999999999999999999999999999999', -3.40282e38, -1.7976931348623157e308,"
-    " '1000-01-01', '1000-01-01 00:00:00.000000', '1970-01-01 05:00:01.000000', '-838:59:59.000000', 1901,"
-    " '', 'emoji 😀🎉 ünïcödé \"quotes\" ''apostrophes'' back\\\\slash', 'line1\\nline2\\r\\n\\ttab',"
-    " 'a', x'0000', x'00', b'0', b'0', 'small', '',"
-    " '{\"a\": [1, 2, {\"b\": null}], \"ü\": \"✓\"}')",
-    "(2, 127, 255, 32767, 65535, 8388607, 16777215, 2147483647, 4294967295, 9223372036854775807,"
-    " 18446744073709551615,"
-    " '99999999999999999999999999999999999.999999999999999999999999999999', 3.40282e38, 1.7976931348623157e308,"
-    " '9999-12-31', '9999-12-31 23:59:59.999999', '2038-01-19 08:14:07.999999', '838:59:59.000000', 2155,"
-    " 'abcdefghij', REPEAT('😀', 100), REPEAT('ü', 5000),"
-    " x'ffffffff', x'00ff0000', x'0102000000', b'1',"
-    " b'1111111111111111111111111111111111111111111111111111111111111111', 'large', 'a,b,c',"
-    " '{\"nested\": {\"deep\": [1, \"two\", 3.5, true, null]}, \"emoji\": \"😀\", \"n\": -0.000001}')",
-    "(4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, '0.000000000000000000000000000001', 1.17549435e-38,"
-    " 2.2250738585072014e-308, '2000-02-29', '2000-02-29 23:59:59.500000', '2024-03-10 12:34:56.123456',"
-    " '100:00:00.5', 2000, '  lead', ' trailing  ', '', x'00000000', x'', x'', b'1',"
-    " b'1000000000000000000000000000000000000000000000000000000000000000', 'medium', 'b',"
-    " '\"just a string ü 😀\"')",
-    "(5" + ", NULL" * (len(TYPE_COLS) - 1) + ")",
-]
-# sql_mode='' (no strict mode): an invalid ENUM value becomes the error value ''.
-TYPE_ROW_LAX = (
-    "(3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '-0.000000000000000000000000000001', 0.1, -2.5e-200,"
-    " '1999-12-31', '1999-12-31 23:59:59.000001', '2000-01-01 04:59:59.999999', '-00:00:01.500000', 1999,"
-    " 'x y', 'tab\\there', 'null', 'ab', x'0000000000', x'deadbeef00', b'0', b'0', 'no such size', '',"
-    " 'null')"
-)
-TYPE_ROWS_GENERATED = """
-INSERT INTO types SELECT 100 + seq,
-    seq % 256 - 128, (seq * 7) % 256, (seq * 37) % 65536 - 32768, (seq * 37) % 65536,
-    seq * 104729 % 16777216 - 8388608, seq * 104729 % 16777216, seq * 104729 - 2000000, seq * 53687091,
-    seq * 9007199254740993 - 360287970189639720, CAST(seq AS UNSIGNED) * 230584300921369395,
-    seq * 1234567.123456789012345678901234567891 - 50000000, seq / 3.0, seq * PI() * POW(10, (seq % 40) - 20),
-    DATE '2020-01-01' + INTERVAL seq DAY,
-    TIMESTAMP '2020-01-01 00:00:00' + INTERVAL (seq * 86401000123) MICROSECOND,
-    TIMESTAMP '2021-06-01 00:00:00' + INTERVAL (seq * 18000250000) MICROSECOND,
-    SEC_TO_TIME(seq * 10230.000007 - 400000), 1901 + seq,
-    LEFT(MD5(seq), seq % 10), CONCAT(REPEAT('ü', seq % 5), seq, '😀'), REPEAT(CONCAT('t', seq, ' '), seq),
-    IF(seq % 3 = 0, UNHEX('AB'), UNHEX(LEFT(MD5(seq), 8))),
-    CONCAT(UNHEX(LEFT(MD5(seq), 2 * (seq % 8))), REPEAT(UNHEX('00'), seq % 3)),
-    UNHEX(CONCAT(MD5(seq), '0000')),
-    seq % 2, CAST(seq AS UNSIGNED) * 230584300921369395,
-    ELT(1 + seq % 3, 'small', 'medium', 'large'), MAKE_SET(seq % 8, 'a', 'b', 'c'),
-    JSON_OBJECT('i', seq, 'list', JSON_ARRAY(seq, 'x', NULL), 'ü', CONCAT('v', seq), 'f', seq / 8)
-FROM (SELECT CAST(seq AS SIGNED) AS seq FROM seq_1_to_80) AS s
-"""
 
 CUSTOMER_COLS: list[tuple[str, Norm]] = [
     ("id", same), ("first_name", same), ("last_name", same), ("email", same), ("city", same),
@@ -367,111 +200,12 @@ def scenario(mariadb: Any, pg_target: Any, tmp_path_factory: pytest.TempPathFact
     run_once(cfg)  # records the flow's start position; nothing to apply yet
 
     # ---- round 1
-    my_script(
-        mariadb, src_db,
-        """INSERT INTO customers SELECT seq, IF(seq % 7 = 0, NULL, CONCAT('First', seq)), CONCAT('Last', seq),
-                  IF(seq % 5 = 0, NULL, CONCAT('c', seq, '@example.com')),
-                  CASE seq % 3 WHEN 0 THEN NULL WHEN 1 THEN 'Zürich' ELSE 'São Paulo 😀' END,
-                  IF(seq % 4 = 0, NULL, seq % 2),
-                  IF(seq % 6 = 0, NULL, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL (seq * 3601500) MICROSECOND)
-           FROM seq_1_to_200""",
-        "BEGIN",
-        """INSERT INTO orders SELECT seq, 1 + seq % 200, seq * 3.75, ELT(1 + seq % 3, 'new', 'paid', 'shipped'),
-                  IF(seq % 4 = 0, NULL, CONCAT('note ', seq)),
-                  TIMESTAMP '2024-02-01 08:00:00' + INTERVAL (seq * 900000001) MICROSECOND
-           FROM seq_1_to_300""",
-        "INSERT INTO orders VALUES (18446744073709551615, 1, 1.00, 'max-id', 'unsigned key', NULL)",
-        """INSERT INTO inventory SELECT CONCAT('SKU-', LPAD(seq, 4, '0')), seq * 10, seq + 0.99,
-                  IF(seq % 2 = 0, CONCAT('aisle ', seq), NULL)
-           FROM seq_1_to_50""",
-        """INSERT INTO line_items SELECT o.seq, l.seq, CONCAT('product ', o.seq, '/', l.seq), IF(l.seq = 3, NULL, l.seq)
-           FROM seq_1_to_100 o JOIN seq_1_to_3 l WHERE l.seq <= 1 + o.seq % 3""",
-        "COMMIT",
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (201, 'OnlyLastName')",
-        "INSERT INTO orders (id, status) VALUES (301, 'only-status')",
-        "INSERT INTO inventory (sku, qty) VALUES ('NULLS', 0)",
-        "INSERT INTO line_items (order_id, line_no, product) VALUES (301, 1, 'only-product')",
-        "COMMIT",
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (9999, 'ROLLED BACK')",
-        "UPDATE customers SET last_name = 'ROLLED BACK' WHERE id <= 10",
-        "DELETE FROM orders WHERE id <= 10",
-        "INSERT INTO inventory VALUES ('ROLLBACK-SKU', 1, 1, 'nowhere')",
-        "ROLLBACK",
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (202, 'kept')",
-        "SAVEPOINT s1",
-        "INSERT INTO customers (id, last_name) VALUES (203, 'ROLLED BACK TO SAVEPOINT')",
-        "UPDATE customers SET last_name = 'ROLLED BACK TO SAVEPOINT' WHERE id = 202",
-        "ROLLBACK TO SAVEPOINT s1",
-        "INSERT INTO customers (id, last_name) VALUES (204, 'after savepoint')",
-        "COMMIT",
-    )
-    my_script(
-        mariadb, src_db,
-        "INSERT INTO types VALUES " + ", ".join(TYPE_ROWS_STRICT),
-        "SET SESSION sql_mode = ''",
-        "INSERT INTO types VALUES " + TYPE_ROW_LAX,
-        "SET SESSION sql_mode = DEFAULT",
-        TYPE_ROWS_GENERATED,
-        time_zone="+05:00",
-    )
+    my_script(mariadb, src_db, *MY_ROUND_1)
+    my_script(mariadb, src_db, *MY_ROUND_1_TYPES, time_zone="+05:00")
     run_once(cfg)
 
     # ---- round 2
-    my_script(
-        mariadb, src_db,
-        "UPDATE customers SET id = id + 1000 WHERE id <= 50",
-        "BEGIN",
-        "UPDATE customers SET email = UPPER(email), city = NULL WHERE id BETWEEN 51 AND 80",
-        "UPDATE orders SET status = 'shipped', amount = amount * 2 WHERE id % 3 = 0",
-        "DELETE FROM line_items WHERE order_id BETWEEN 10 AND 20",
-        "DELETE FROM customers WHERE id BETWEEN 81 AND 100",
-        "COMMIT",
-        "TRUNCATE TABLE inventory",
-        "INSERT INTO inventory SELECT CONCAT('SKU-', LPAD(seq, 4, '0')), seq, seq * 2.5, 'after truncate'"
-        " FROM seq_1_to_5",
-        "INSERT INTO inventory SELECT CONCAT('NEW-', seq), seq * 7, NULL, IF(seq % 2 = 0, CONCAT('bin ', seq), NULL)"
-        " FROM seq_1_to_15",
-        "BEGIN",
-        "UPDATE line_items SET qty = COALESCE(qty, 0) + 10 WHERE order_id BETWEEN 30 AND 40",
-        "UPDATE line_items SET line_no = line_no + 100 WHERE order_id = 50",
-        "DELETE FROM line_items WHERE order_id = 62 AND line_no = 2",
-        "INSERT INTO line_items VALUES (999, 1, 'new line', 5), (999, 2, 'second', NULL)",
-        "COMMIT",
-        "BEGIN",
-        "INSERT INTO customers (id, first_name, last_name) VALUES (500, 'Temp', 'Row')",
-        "UPDATE customers SET first_name = 'Changed', vip = 1 WHERE id = 500",
-        "UPDATE customers SET id = 501 WHERE id = 500",
-        "DELETE FROM customers WHERE id = 201",
-        "INSERT INTO customers VALUES (201, 'Reborn', 'Again', 'r@example.com', 'Oslo', 0, '2030-01-01 00:00:00')",
-        "INSERT INTO orders (id, customer_id, status) VALUES (777, 501, 'netted')",
-        "DELETE FROM orders WHERE id = 777",
-        "UPDATE orders SET id = 18446744073709551614, note = 'moved down' WHERE id = 18446744073709551615",
-        "COMMIT",
-        "UPDATE customers SET first_name = NULL, email = NULL, city = NULL, vip = NULL, created_at = NULL"
-        " WHERE id BETWEEN 101 AND 110",
-        "UPDATE orders SET customer_id = NULL, amount = NULL, note = NULL, placed_at = NULL WHERE id BETWEEN 101 AND 110",
-        "BEGIN",
-        "DELETE FROM customers",
-        "DELETE FROM orders",
-        "UPDATE inventory SET qty = -1",
-        "INSERT INTO bulk VALUES (1, 'ROLLED BACK', 0)",
-        "ROLLBACK",
-        # types: copies of rows 1-5 at 6-10, then changes to the copies only
-        "INSERT INTO types SELECT id + 5, " + ", ".join(TYPE_NAMES[1:]) + " FROM types WHERE id <= 5",
-        "UPDATE types SET " + ", ".join(f"{c} = NULL" for c in TYPE_NAMES[1:]) + " WHERE id = 6",
-        "UPDATE types t, (SELECT * FROM types WHERE id = 2) s SET "
-        + ", ".join(f"t.{c} = s.{c}" for c in TYPE_NAMES[1:]) + " WHERE t.id = 10",
-        "UPDATE types SET c_bit64 = b'0', c_enum = 'medium', c_set = 'a,b', c_json = '[]', c_time = '-00:00:00.000001',"
-        " c_binary = x'01' WHERE id = 7",
-        "INSERT INTO bulk SELECT seq, CONCAT('v', seq), seq * 3 FROM seq_1_to_100000",
-        "UPDATE bulk SET val = CONCAT(val, '-updated'), n = n + 1",
-        "DELETE FROM bulk WHERE id % 2 = 0",
-        "UPDATE bulk SET n = NULL WHERE id = 3",
-        time_zone="+05:00",
-    )
+    my_script(mariadb, src_db, *MY_ROUND_2, time_zone="+05:00")
     run_once_cli(cfg)
 
     yield Scenario(mariadb, pg_target, src_db, dst_db, flow)
@@ -648,7 +382,7 @@ def zero_date_flow(mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: P
     pg_script(pg_target, db, "CREATE TABLE events (id integer PRIMARY KEY, label varchar(20), d date, dt timestamp(6))")
     cfg = write_config(
         tmp_path / "replicator.yaml", flow, mariadb.url(db), pg_target.url(db), "      - source: events\n",
-        extra="    batch: {max_rows: 100000, max_delay_ms: 600000}\n",
+        batch="{max_rows: 100000, max_delay_ms: 600000}",
     )
     run_once(cfg)
     yield cfg, db, flow
@@ -658,14 +392,14 @@ def test_zero_date_stops_the_flow_by_default_then_zero_dates_null_writes_null(
     mariadb: Any, pg_target: Any, zero_date_flow: tuple[Path, str, str]
 ) -> None:
     cfg, db, flow = zero_date_flow
-    before = checkpoint_of(pg_target, db, flow)
+    before = pg_checkpoint(pg_target, db, flow)
     assert before is not None
     first_new_txn = gtid_seq(my_fetch(mariadb, db, "SELECT @@GLOBAL.gtid_binlog_pos")[0][0]) + 1
 
     def assert_not_advanced() -> None:
         # no change applied, and the position not at or past the first new source transaction
         # (it may move over transactions of other databases, which are not this flow's)
-        now = checkpoint_of(pg_target, db, flow)
+        now = pg_checkpoint(pg_target, db, flow)
         assert now is not None and now[1:] == before[1:] and gtid_seq(now[0]) < first_new_txn, (now, before)
 
     my_script(
@@ -678,19 +412,14 @@ def test_zero_date_stops_the_flow_by_default_then_zero_dates_null_writes_null(
         "INSERT INTO events VALUES (4, 'zero datetime', '2024-01-04', '0000-00-00 00:00:00')",
         "COMMIT",
     )
-    config = parse_config(cfg.read_text())
-    with pytest.raises(DataError) as info:
-        FlowRunner(config, config.flows[0], once=True).run()
-    message = str(info.value)
+    message = str(run_once_fails(cfg, DataError))
     assert "events" in message and "id=3" in message and "`d`" in message and "0000-00-00" in message, message
     assert "zero_dates" in message, message
     assert pg_fetch(pg_target, db, "SELECT count(*) FROM events") == [(0,)]
     assert_not_advanced()
 
-    proc = cli(cfg, "run", "--once")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and f"flow {flow} failed" in proc.stderr, proc.stderr
-    assert "id=3" in proc.stderr and "0000-00-00" in proc.stderr, proc.stderr
+    stderr = run_once_cli_fails(cfg, flow)
+    assert "id=3" in stderr and "0000-00-00" in stderr, stderr
     assert pg_fetch(pg_target, db, "SELECT count(*) FROM events") == [(0,)]
     assert_not_advanced()
 
@@ -703,71 +432,11 @@ def test_zero_date_stops_the_flow_by_default_then_zero_dates_null_writes_null(
         (3, "zero date", None, datetime(2024, 1, 3)),
         (4, "zero datetime", date(2024, 1, 4), None),
     ]
-    after = checkpoint_of(pg_target, db, flow)
+    after = pg_checkpoint(pg_target, db, flow)
     assert after is not None and after != before and after[1] == 4
 
 
 # --------------------------------------------------------------------------- DDL mid-stream
-
-
-class RowWriter(threading.Thread):
-    """Inserts rows one transaction at a time until stopped; after ``altered`` is set, with c2."""
-
-    def __init__(self, server: Any, db: str) -> None:
-        super().__init__(daemon=True)
-        self.server, self.db = server, db
-        self.next_id = 1
-        self.altered = threading.Event()
-        self.halt = threading.Event()
-        self.error: BaseException | None = None
-        self.with_c2: list[int] = []
-
-    def run(self) -> None:
-        conn = my_connect(self.server, self.db)
-        try:
-            with conn.cursor() as cur:
-                while not self.halt.is_set():
-                    i = self.next_id
-                    if self.altered.is_set():
-                        cur.execute("INSERT INTO ev (id, a, note, c2) VALUES (%s, %s, %s, %s)", (i, i * 2, "after", i * 10))
-                        self.with_c2.append(i)
-                    else:
-                        cur.execute("INSERT INTO ev (id, a, note) VALUES (%s, %s, %s)", (i, i * 2, "before"))
-                    self.next_id += 1
-                    time.sleep(0.005)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-        finally:
-            conn.close()
-
-    def wait_for(self, n: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.next_id <= n:
-            assert self.error is None, self.error
-            assert time.monotonic() < deadline, f"writer stuck at {self.next_id}"
-            time.sleep(0.01)
-
-
-class BackgroundFlow(threading.Thread):
-    def __init__(self, cfg: Path) -> None:
-        super().__init__(daemon=True)
-        config = parse_config(cfg.read_text())
-        self.stop_event = threading.Event()
-        self.runner = FlowRunner(config, config.flows[0], stop=self.stop_event)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as exc:
-            self.error = exc
-
-
-def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -780,7 +449,7 @@ def ddl_flow(mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -
     pg_script(pg_target, db, "CREATE TABLE ev (id integer PRIMARY KEY, a integer, note varchar(20))")
     cfg = write_config(
         tmp_path / "replicator.yaml", flow, mariadb.url(db), pg_target.url(db), "      - source: ev\n",
-        extra="    batch: {max_rows: 1000, max_delay_ms: 100}\n",
+        batch="{max_rows: 1000, max_delay_ms: 100}",
     )
     run_once(cfg)
     yield cfg, db, flow
@@ -794,18 +463,7 @@ def test_added_column_is_followed_and_a_renamed_column_stops_the_flow_until_the_
     live.start()
     try:
         writer = RowWriter(mariadb, db)
-        writer.start()
-        try:
-            writer.wait_for(60)
-            my_script(mariadb, db, "ALTER TABLE ev ADD COLUMN c2 INT NOT NULL DEFAULT 7")
-            writer.altered.set()
-            writer.wait_for(writer.next_id + 60)
-            my_script(mariadb, db, "UPDATE ev SET c2 = -1, note = 'updated' WHERE id IN (1, 2)")
-        finally:
-            writer.halt.set()
-            writer.join(timeout=30)
-        assert writer.error is None, writer.error
-        total = writer.next_id - 1
+        total = writer.write_around_added_column()
 
         q_src = "SELECT id, a, note, c2 FROM ev ORDER BY id"
         cols = [("id", same), ("a", same), ("note", same), ("c2", same)]
@@ -833,7 +491,7 @@ def test_added_column_is_followed_and_a_renamed_column_stops_the_flow_until_the_
         assert len(writer.with_c2) >= 60 and sum(1 for r in dst if r[2] == "before" and r[3] == 7) >= 58
 
         # A rename cannot be followed: the live flow stops, clearly, and writes nothing after it.
-        before_cp = checkpoint_of(pg_target, db, flow)
+        before_cp = pg_checkpoint(pg_target, db, flow)
         my_script(
             mariadb, db,
             "INSERT INTO ev (id, a, note, c2) VALUES (100001, 1, 'pre-rename', 1)",
@@ -848,14 +506,14 @@ def test_added_column_is_followed_and_a_renamed_column_stops_the_flow_until_the_
         assert "ev" in message and "a was renamed to b" in message and "CHANGE a b" in message, message
         expected = [*src, (100001, 1, "pre-rename", 1)]
         assert_rows(expected, pg_fetch(pg_target, db, q_src), cols)  # rows before the rename, nothing after
-        after_cp = checkpoint_of(pg_target, db, flow)
+        after_cp = pg_checkpoint(pg_target, db, flow)
         assert after_cp is not None and before_cp is not None and after_cp[1] == before_cp[1] + 1
 
         # restarting does not get past it either (the source now has column b, the target does not)
         proc = cli(cfg, "run", "--once")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "'b'" in proc.stderr and "ev" in proc.stderr, proc.stderr
-        assert checkpoint_of(pg_target, db, flow) == after_cp
+        assert pg_checkpoint(pg_target, db, flow) == after_cp
         assert_rows(expected, pg_fetch(pg_target, db, q_src), cols)
 
         # Once the target column is renamed as the error says, the flow gets past the rename.

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from replicator.pg.passthrough import RawChange
+from replicator.pg.passthrough import RAW_ROWS_MAX, RawRows
 from replicator.records import INSERT, Change, TableId
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,8 +87,17 @@ def holding_it_whole_mb(rows: int) -> dict[str, float]:
             ]
         else:
             held = [
-                RawChange(INSERT, table, names, str(i).encode(), [str(i).encode(), str(i % 7).encode(), (f"{i:032x}" * 6).encode(), str(base + timedelta(seconds=i)).encode()])
-                for i in range(1, rows + 1)
+                RawRows(
+                    table,
+                    names,
+                    INSERT,
+                    [str(i).encode() for i in range(first, min(first + RAW_ROWS_MAX, rows + 1))],
+                    [
+                        [str(i).encode(), str(i % 7).encode(), (f"{i:032x}" * 6).encode(), str(base + timedelta(seconds=i)).encode()]
+                        for i in range(first, min(first + RAW_ROWS_MAX, rows + 1))
+                    ],
+                )
+                for first in range(1, rows + 1, RAW_ROWS_MAX)
             ]
         out[kind] = tracemalloc.get_traced_memory()[0] / 2**20
         tracemalloc.stop()

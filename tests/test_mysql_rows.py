@@ -802,6 +802,38 @@ def test_rows_body_without_checksums() -> None:
     assert body == bytes.fromhex(ev["body"]) and ncols == 11
 
 
+def test_reader_fast_path_finds_the_rows_where_the_library_does() -> None:
+    """The binlog reader cuts the rows of known tables out of the packets itself
+    (``replicator.mysql.source``); it checks its layout against the library's on the first
+    event of every table map. Both must agree on every captured event, without checksums too,
+    and on MySQL's v2 rows events (extra data after the flags)."""
+    from replicator.mysql.source import _checked_layout, _rows_layout
+
+    for case in FIXTURES["cases"]:
+        for ev in case["events"]:
+            packet = bytes.fromhex(ev["packet"])
+            assert _checked_layout(library_event(ev)) == 4
+            layout = _rows_layout(packet, packet[5])
+            assert layout is not None and layout[1] == ev["ncols"]
+            assert packet[layout[0] : -4] == bytes.fromhex(ev["body"])
+
+    ev = events("ints")[1]  # the update
+    body = bytes.fromhex(ev["body"])
+    unsummed = bytearray(bytes.fromhex(ev["packet"])[:-4])
+    struct.pack_into("<I", unsummed, 10, struct.unpack_from("<I", unsummed, 10)[0] - 4)
+    assert _checked_layout(library_event(ev, bytes(unsummed), use_checksum=False)) == 0
+    assert unsummed[_rows_layout(bytes(unsummed), unsummed[5])[0] :] == body  # type: ignore[index]
+
+    original = bytes.fromhex(ev["packet"])  # as UPDATE_ROWS_EVENT_V2 with empty extra data
+    v2 = bytearray(original[:28] + b"\x02\x00" + original[28:])
+    v2[5] += 7  # UPDATE_ROWS_EVENT_V1 (24) -> V2 (31)
+    struct.pack_into("<I", v2, 10, struct.unpack_from("<I", v2, 10)[0] + 2)
+    event = library_event(ev, bytes(v2))
+    assert event.event_type == 31
+    assert _checked_layout(event) == 4
+    assert v2[_rows_layout(bytes(v2), v2[5])[0] : -4] == body  # type: ignore[index]
+
+
 def test_rows_body_after_rows_was_read_is_refused() -> None:
     event = library_event(events("ints")[0])
     assert len(event.rows) == 4

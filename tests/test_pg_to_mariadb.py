@@ -34,121 +34,41 @@ import json
 import math
 import secrets
 import struct
-import subprocess
-import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
-import psycopg
-import pymysql
 import pytest
 
-from replicator.config import parse_config
 from replicator.errors import DataError
-from replicator.pipeline import FlowRunner
 
-# --------------------------------------------------------------------------- helpers
-
-
-def cli(cfg: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "replicator.cli", "-c", str(cfg), *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def run_once_cli(cfg: Path) -> None:
-    proc = cli(cfg, "run", "--once")
-    assert proc.returncode == 0, f"run --once failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-
-
-def run_once(cfg_path: Path) -> None:
-    cfg = parse_config(cfg_path.read_text())
-    FlowRunner(cfg, cfg.flows[0], once=True).run()
-
-
-def write_config(path: Path, flow: str, src_url: str, dst_url: str, tables: str, batch: str = "") -> Path:
-    path.write_text(
-        "systems:\n"
-        f"  src: {{url: \"{src_url}\"}}\n"
-        f"  dst: {{url: \"{dst_url}\"}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n"
-        "    target: dst\n" + batch +
-        "    tables:\n" + tables
-    )
-    return path
-
-
-def pg_script(server: Any, db: str, *statements: str) -> None:
-    with psycopg.connect(server.url(db), autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt)  # type: ignore[arg-type]
-
-
-def pg_fetch(server: Any, db: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(server.url(db), autocommit=True) as conn:
-        return conn.execute(query).fetchall()  # type: ignore[arg-type]
-
-
-def my_connect(server: Any, db: str) -> pymysql.connections.Connection[Any]:
-    return server.connect(db, charset="utf8mb4", init_command="SET time_zone = '+00:00'")  # type: ignore[no-any-return]
-
-
-def my_script(server: Any, db: str, *statements: str) -> None:
-    conn = my_connect(server, db)
-    try:
-        with conn.cursor() as cur:
-            for stmt in statements:
-                cur.execute(stmt)
-    finally:
-        conn.close()
-
-
-def my_fetch(server: Any, db: str, query: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-    conn = my_connect(server, db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(query, params)
-            return [tuple(r) for r in cur.fetchall()]
-    finally:
-        conn.close()
-
-
-def drop_slot(server: Any, slot: str) -> None:
-    server.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-        " WHERE slot_name = %s AND NOT active",
-        (slot,),
-    )
-
-
-def checkpoint_of(mariadb: Any, flow: str) -> tuple[Any, ...] | None:
-    rows = my_fetch(
-        mariadb, "_replicator",
-        "SELECT position, changes_applied, transactions_applied FROM checkpoints WHERE flow = %s", (flow,),
-    )
-    return rows[0] if rows else None
-
-
-def big_text(seed: str, chunks: int = 1000) -> str:
-    return f"(SELECT string_agg(md5('{seed}' || i::text), '' ORDER BY i) FROM generate_series(1, {chunks}) i)"
-
+from dbhelpers import (
+    Norm,
+    as_json,
+    as_json_text,
+    assert_mapped_rows,
+    big_text,
+    drop_slot,
+    my_checkpoint,
+    my_fetch,
+    my_script,
+    pg_fetch,
+    pg_round_1,
+    pg_round_2,
+    pg_script,
+    run_once,
+    run_once_cli,
+    run_once_cli_fails,
+    run_once_fails,
+    same,
+    write_config,
+)
 
 # --------------------------------------------------------------------------- normalisation
 # PostgreSQL value (as psycopg loads it) -> what the MariaDB column must hold (as pymysql loads it)
-
-Norm = Callable[[Any], Any]
-
-
-def same(v: Any) -> Any:
-    return v
 
 
 def as_int_bool(v: Any) -> Any:
@@ -178,40 +98,17 @@ def as_float32(v: Any) -> Any:
     return None if v is None else struct.unpack("f", struct.pack("f", v))[0]
 
 
-class JsonValue:
-    """Expected JSON column content: compared parsed (key order and spacing are not data)."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, str) and json.loads(other) == self.value
-
-    def __repr__(self) -> str:
-        return f"JSON({self.value!r})"
-
-
-def as_json(v: Any) -> Any:
-    return None if v is None else JsonValue(v)
-
-
-def as_json_text(v: Any) -> Any:
-    """A json/jsonb source column fetched as text (so the JSON document null is not None)."""
-    return None if v is None else JsonValue(json.loads(v))
+def target_holds(expected: Any, got: Any) -> bool:
+    """NaN matches NaN; any other value must be == and None only matches None."""
+    if isinstance(expected, float) and isinstance(got, float) and math.isnan(expected):
+        return math.isnan(got)
+    return bool(expected == got and (expected is None) == (got is None))
 
 
 def assert_rows(
     src: Sequence[tuple[Any, ...]], dst: Sequence[tuple[Any, ...]], cols: Sequence[tuple[str, Norm]]
 ) -> None:
-    assert len(dst) == len(src), f"row count differs: source {len(src)}, target {len(dst)}"
-    for s, d in zip(src, dst):
-        for (name, norm), a, b in zip(cols, s, d):
-            expected = norm(a)
-            if isinstance(expected, float) and isinstance(b, float) and math.isnan(expected):
-                ok = math.isnan(b)
-            else:
-                ok = expected == b and (expected is None) == (b is None)
-            assert ok, f"row key {s[0]!r} column {name}: source {a!r} -> expected {expected!r}, target has {b!r}"
+    assert_mapped_rows(src, dst, cols, target_holds)
 
 
 # --------------------------------------------------------------------------- schema
@@ -370,46 +267,7 @@ def scenario(pg_source: Any, mariadb: Any, tmp_path_factory: pytest.TempPathFact
     # ---- round 1
     pg_script(
         pg_source, src_db,
-        """INSERT INTO customers (id, first_name, last_name, email, city, vip, created_at)
-           SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'First' || i END, 'Last' || i,
-                  CASE WHEN i % 5 = 0 THEN NULL ELSE 'c' || i || '@example.com' END,
-                  CASE WHEN i % 3 = 0 THEN NULL ELSE (ARRAY['Zürich', '東京', 'São Paulo 😀'])[i % 3 + 1] END,
-                  CASE WHEN i % 4 = 0 THEN NULL ELSE i % 2 = 0 END,
-                  CASE WHEN i % 6 = 0 THEN NULL
-                       ELSE timestamptz '2024-01-01 00:00:00+05' + i * interval '1 hour 1.5 seconds' END
-           FROM generate_series(1, 200) i""",
-        "BEGIN",
-        """INSERT INTO orders SELECT i, 1 + i % 200, (i * 3.75)::numeric(12,2),
-                  (ARRAY['new', 'paid', 'shipped'])[1 + i % 3],
-                  CASE WHEN i % 4 = 0 THEN NULL ELSE 'note ' || i END,
-                  timestamp '2024-02-01 08:00:00' + i * interval '15 min 0.000001 s'
-           FROM generate_series(1, 300) i""",
-        """INSERT INTO inventory SELECT 'SKU-' || lpad(i::text, 4, '0'), i * 10, i + 0.99,
-                  CASE WHEN i % 2 = 0 THEN 'aisle ' || i END
-           FROM generate_series(1, 50) i""",
-        """INSERT INTO line_items SELECT o, l, 'product ' || o || '/' || l, CASE WHEN l = 3 THEN NULL ELSE l END
-           FROM generate_series(1, 100) o, generate_series(1, 3) l WHERE l <= 1 + o % 3""",
-        "COMMIT",
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (201, 'OnlyLastName')",
-        "INSERT INTO orders (id, status) VALUES (301, 'only-status')",
-        "INSERT INTO inventory (sku, qty) VALUES ('NULLS', 0)",
-        "INSERT INTO line_items (order_id, line_no, product) VALUES (301, 1, 'only-product')",
-        "COMMIT",
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (9999, 'ROLLED BACK')",
-        "UPDATE customers SET last_name = 'ROLLED BACK' WHERE id <= 10",
-        "DELETE FROM orders WHERE id <= 10",
-        "INSERT INTO inventory VALUES ('ROLLBACK-SKU', 1, 1, 'nowhere')",
-        "ROLLBACK",
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (202, 'kept')",
-        "SAVEPOINT s1",
-        "INSERT INTO customers (id, last_name) VALUES (203, 'ROLLED BACK TO SAVEPOINT')",
-        "UPDATE customers SET last_name = 'ROLLED BACK TO SAVEPOINT' WHERE id = 202",
-        "ROLLBACK TO SAVEPOINT s1",
-        "INSERT INTO customers (id, last_name) VALUES (204, 'after savepoint')",
-        "COMMIT",
+        *pg_round_1(third_city="São Paulo 😀", created_at_offset="+05", order_step="15 min 0.000001 s"),
         "INSERT INTO types VALUES " + ", ".join(TYPE_ROWS),
         TYPE_ROWS_GENERATED,
         f"INSERT INTO docs VALUES (1, 'doc one', {big_text('one')}, 1), (2, 'doc two', 'small body', 1)",
@@ -417,56 +275,7 @@ def scenario(pg_source: Any, mariadb: Any, tmp_path_factory: pytest.TempPathFact
     run_once(cfg)
 
     # ---- round 2
-    pg_script(
-        pg_source, src_db,
-        "UPDATE customers SET id = id + 1000 WHERE id <= 50",
-        "BEGIN",
-        "UPDATE customers SET email = upper(email), city = NULL WHERE id BETWEEN 51 AND 80",
-        "UPDATE orders SET status = 'shipped', amount = amount * 2 WHERE id % 3 = 0",
-        "DELETE FROM line_items WHERE order_id BETWEEN 10 AND 20",
-        "DELETE FROM customers WHERE id BETWEEN 81 AND 100",
-        "COMMIT",
-        "BEGIN",
-        "TRUNCATE inventory",
-        "INSERT INTO inventory SELECT 'SKU-' || lpad(i::text, 4, '0'), i, i * 2.5, 'after truncate'"
-        " FROM generate_series(1, 5) i",
-        "COMMIT",
-        "INSERT INTO inventory SELECT 'NEW-' || i, i * 7, NULL, CASE WHEN i % 2 = 0 THEN 'bin ' || i END"
-        " FROM generate_series(1, 15) i",
-        "BEGIN",
-        "UPDATE line_items SET qty = coalesce(qty, 0) + 10 WHERE order_id BETWEEN 30 AND 40",
-        "UPDATE line_items SET line_no = line_no + 100 WHERE order_id = 50",
-        "DELETE FROM line_items WHERE order_id = 62 AND line_no = 2",
-        "INSERT INTO line_items VALUES (999, 1, 'new line', 5), (999, 2, 'second', NULL)",
-        "COMMIT",
-        "BEGIN",
-        "INSERT INTO customers (id, first_name, last_name) VALUES (500, 'Temp', 'Row')",
-        "UPDATE customers SET first_name = 'Changed', vip = true WHERE id = 500",
-        "UPDATE customers SET id = 501 WHERE id = 500",
-        "DELETE FROM customers WHERE id = 201",
-        "INSERT INTO customers VALUES (201, 'Reborn', 'Again', 'r@example.com', 'Oslo', false, '2030-01-01 00:00:00+02')",
-        "INSERT INTO orders (id, customer_id, status) VALUES (777, 501, 'netted')",
-        "DELETE FROM orders WHERE id = 777",
-        "COMMIT",
-        "UPDATE customers SET first_name = NULL, email = NULL, city = NULL, vip = NULL, created_at = NULL"
-        " WHERE id BETWEEN 101 AND 110",
-        "UPDATE orders SET customer_id = NULL, amount = NULL, note = NULL, placed_at = NULL WHERE id BETWEEN 101 AND 110",
-        "BEGIN",
-        "DELETE FROM customers",
-        "TRUNCATE orders",
-        "UPDATE inventory SET qty = -1",
-        "ROLLBACK",
-        "UPDATE types t SET " + ", ".join(f"{c} = s.{c}" for c in TYPE_NAMES[1:])
-        + " FROM types s WHERE t.id <= 5 AND s.id = t.id % 5 + 1",
-        "INSERT INTO types SELECT id + 5, " + ", ".join(TYPE_NAMES[1:]) + " FROM types WHERE id <= 5",
-        "UPDATE docs SET title = 'doc one, renamed', rev = 2 WHERE id = 1",
-        f"INSERT INTO docs VALUES (3, 'doc three', {big_text('three')}, 1)",
-        "UPDATE docs SET title = 'doc three, renamed', rev = 2 WHERE id = 3",
-        "UPDATE docs SET title = 'doc two, renamed', rev = 2 WHERE id = 2",
-        "INSERT INTO bulk SELECT i, 'v' || i, i * 3 FROM generate_series(1, 100000) i",
-        "UPDATE bulk SET val = val || '-updated', n = n + 1",
-        "DELETE FROM bulk WHERE id % 2 = 0",
-    )
+    pg_script(pg_source, src_db, *pg_round_2(TYPE_NAMES))
     run_once_cli(cfg)
 
     yield Scenario(pg_source, mariadb, src_db, dst_db)
@@ -615,7 +424,7 @@ def bad_value_flow(pg_source: Any, mariadb: Any, fresh_db_name: str, tmp_path: P
     cfg = write_config(
         tmp_path / "replicator.yaml", flow, pg_source.url(fresh_db_name), mariadb.url(fresh_db_name),
         "      - source: vals\n",
-        batch="    batch: {max_rows: 100000, max_delay_ms: 600000}\n",
+        batch="{max_rows: 100000, max_delay_ms: 600000}",
     )
     run_once(cfg)  # creates the slot; the flow's first checkpoint
     yield cfg, fresh_db_name, flow
@@ -631,7 +440,7 @@ def test_value_the_target_column_cannot_hold_stops_the_flow_and_commits_nothing_
     pg_source: Any, mariadb: Any, bad_value_flow: tuple[Path, str, str], column: str, bad_value: str, shown: str
 ) -> None:
     cfg, db, flow = bad_value_flow
-    before = checkpoint_of(mariadb, flow)
+    before = my_checkpoint(mariadb, flow)
     assert before is not None
     pg_script(
         pg_source, db,
@@ -642,17 +451,13 @@ def test_value_the_target_column_cannot_hold_stops_the_flow_and_commits_nothing_
         "INSERT INTO vals VALUES (5, 5.00, 5.5)",
         "COMMIT",
     )
-    config = parse_config(cfg.read_text())
-    with pytest.raises(DataError) as info:
-        FlowRunner(config, config.flows[0], once=True).run()
-    message = str(info.value)
+    message = str(run_once_fails(cfg, DataError))
     assert column in message and "vals" in message and shown.lower() in message.lower(), message
     assert my_fetch(mariadb, db, "SELECT count(*) FROM vals") == [(0,)]
-    assert checkpoint_of(mariadb, flow) == before
+    assert my_checkpoint(mariadb, flow) == before
 
     # the command line says the same, exits non-zero, and still commits nothing (no skipping)
-    proc = cli(cfg, "run", "--once")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr and column in proc.stderr and f"flow {flow} failed" in proc.stderr, proc.stderr
+    stderr = run_once_cli_fails(cfg, flow)
+    assert column in stderr, stderr
     assert my_fetch(mariadb, db, "SELECT count(*) FROM vals") == [(0,)]
-    assert checkpoint_of(mariadb, flow) == before
+    assert my_checkpoint(mariadb, flow) == before

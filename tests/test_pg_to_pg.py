@@ -16,106 +16,28 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
-from replicator.config import parse_config
 from replicator.pg.pgoutput import str_to_lsn
-from replicator.pipeline import FlowRunner
 
-# --------------------------------------------------------------------------- helpers
-
-
-def cli(cfg: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "replicator.cli", "-c", str(cfg), *args],
-        capture_output=True, text=True, timeout=timeout,
-    )
-
-
-def run_once_cli(cfg: Path) -> None:
-    proc = cli(cfg, "run", "--once")
-    assert proc.returncode == 0, f"run --once failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-
-
-def run_once(cfg_path: Path) -> None:
-    cfg = parse_config(cfg_path.read_text())
-    FlowRunner(cfg, cfg.flows[0], once=True).run()
-
-
-def write_config(path: Path, flow: str, src_url: str, dst_url: str, tables: str) -> Path:
-    path.write_text(
-        "systems:\n"
-        f"  src: {{url: \"{src_url}\"}}\n"
-        f"  dst: {{url: \"{dst_url}\"}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n"
-        "    target: dst\n"
-        "    tables:\n" + tables
-    )
-    return path
-
-
-def script(server: Any, db: str, *statements: str) -> None:
-    """Run statements on one connection in autocommit (a statement list may hold BEGIN/COMMIT)."""
-    with psycopg.connect(server.url(db), autocommit=True) as conn:
-        for stmt in statements:
-            conn.execute(stmt)  # type: ignore[arg-type]
-
-
-def fetch(server: Any, db: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(server.url(db), autocommit=True) as conn:
-        return conn.execute(query).fetchall()  # type: ignore[arg-type]
-
-
-def drop_slot(server: Any, slot: str) -> None:
-    server.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-        " WHERE slot_name = %s AND NOT active",
-        (slot,),
-    )
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality that treats NaN as equal to NaN and tells -0.0 from 0.0 (exact float bits)."""
-    if isinstance(a, float) and isinstance(b, float):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return a.hex() == b.hex()
-    if isinstance(a, Decimal) and isinstance(b, Decimal):
-        if a.is_nan() or b.is_nan():
-            return a.is_nan() and b.is_nan()
-        return a == b and str(a) == str(b)  # same value *and* same scale
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same_value(a[k], b[k]) for k in a)
-    return bool(a == b)
-
-
-def assert_same_rows(src: Sequence[tuple[Any, ...]], dst: Sequence[tuple[Any, ...]], cols: Sequence[str]) -> None:
-    assert len(dst) == len(src), f"row count differs: source {len(src)}, target {len(dst)}"
-    for s, d in zip(src, dst):
-        for name, a, b in zip(cols, s, d):
-            assert same_value(a, b), f"row key {s[0]!r} column {name}: source {a!r} != target {b!r}"
-
-
-def big_text(seed: str, chunks: int = 1000) -> str:
-    """SQL for an incompressible text of 32*chunks characters (an md5 chain)."""
-    return f"(SELECT string_agg(md5('{seed}' || i::text), '' ORDER BY i) FROM generate_series(1, {chunks}) i)"
-
+from dbhelpers import (
+    assert_same_rows,
+    big_text,
+    cli,
+    drop_slot,
+    pg_fetch,
+    pg_round_1,
+    pg_round_2,
+    pg_script,
+    run_once,
+    run_once_cli,
+    write_config,
+)
 
 # --------------------------------------------------------------------------- schema
 
@@ -244,8 +166,8 @@ def scenario(pg_source: Any, pg_target: Any, tmp_path_factory: pytest.TempPathFa
     flow = f"pg2pg-{token}"
     pg_source.create_database(src_db)
     pg_target.create_database(dst_db)
-    script(pg_source, src_db, SOURCE_DDL)
-    script(pg_target, dst_db, TARGET_DDL)
+    pg_script(pg_source, src_db, SOURCE_DDL)
+    pg_script(pg_target, dst_db, TARGET_DDL)
     tables = (
         "      - source: customers\n"
         "        columns: {first_name: firstName}\n"
@@ -263,51 +185,9 @@ def scenario(pg_source: Any, pg_target: Any, tmp_path_factory: pytest.TempPathFa
     run_once(cfg)  # creates the slot and the publication; nothing to apply yet
 
     # ---- round 1: inserts, mixed transactions, a rollback, a savepoint rollback
-    script(
+    pg_script(
         pg_source, src_db,
-        """INSERT INTO customers (id, first_name, last_name, email, city, vip, created_at)
-           SELECT i, CASE WHEN i % 7 = 0 THEN NULL ELSE 'First' || i END, 'Last' || i,
-                  CASE WHEN i % 5 = 0 THEN NULL ELSE 'c' || i || '@example.com' END,
-                  CASE WHEN i % 3 = 0 THEN NULL ELSE (ARRAY['Zürich', '東京', 'São Paulo'])[i % 3 + 1] END,
-                  CASE WHEN i % 4 = 0 THEN NULL ELSE i % 2 = 0 END,
-                  CASE WHEN i % 6 = 0 THEN NULL
-                       ELSE timestamptz '2024-01-01 00:00:00+00' + i * interval '1 hour 1.5 seconds' END
-           FROM generate_series(1, 200) i""",
-        "BEGIN",
-        """INSERT INTO orders SELECT i, 1 + i % 200, (i * 3.75)::numeric(12,2),
-                  (ARRAY['new', 'paid', 'shipped'])[1 + i % 3],
-                  CASE WHEN i % 4 = 0 THEN NULL ELSE 'note ' || i END,
-                  timestamp '2024-02-01 08:00:00' + i * interval '15 min'
-           FROM generate_series(1, 300) i""",
-        """INSERT INTO inventory SELECT 'SKU-' || lpad(i::text, 4, '0'), i * 10, i + 0.99,
-                  CASE WHEN i % 2 = 0 THEN 'aisle ' || i END
-           FROM generate_series(1, 50) i""",
-        """INSERT INTO line_items SELECT o, l, 'product ' || o || '/' || l, CASE WHEN l = 3 THEN NULL ELSE l END
-           FROM generate_series(1, 100) o, generate_series(1, 3) l WHERE l <= 1 + o % 3""",
-        "COMMIT",
-        # every nullable column NULL, in every table (one transaction)
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (201, 'OnlyLastName')",
-        "INSERT INTO orders (id, status) VALUES (301, 'only-status')",
-        "INSERT INTO inventory (sku, qty) VALUES ('NULLS', 0)",
-        "INSERT INTO line_items (order_id, line_no, product) VALUES (301, 1, 'only-product')",
-        "COMMIT",
-        # an explicit ROLLBACK: none of this may reach the target
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (9999, 'ROLLED BACK')",
-        "UPDATE customers SET last_name = 'ROLLED BACK' WHERE id <= 10",
-        "DELETE FROM orders WHERE id <= 10",
-        "INSERT INTO inventory VALUES ('ROLLBACK-SKU', 1, 1, 'nowhere')",
-        "ROLLBACK",
-        # a savepoint rolled back inside a committed transaction
-        "BEGIN",
-        "INSERT INTO customers (id, last_name) VALUES (202, 'kept')",
-        "SAVEPOINT s1",
-        "INSERT INTO customers (id, last_name) VALUES (203, 'ROLLED BACK TO SAVEPOINT')",
-        "UPDATE customers SET last_name = 'ROLLED BACK TO SAVEPOINT' WHERE id = 202",
-        "ROLLBACK TO SAVEPOINT s1",
-        "INSERT INTO customers (id, last_name) VALUES (204, 'after savepoint')",
-        "COMMIT",
+        *pg_round_1(third_city="São Paulo", created_at_offset="+00", order_step="15 min"),
         # type matrix: 5 extreme rows + 80 generated ones (>= 64 rows: the COPY path)
         "INSERT INTO types VALUES " + ", ".join(TYPE_ROWS),
         TYPE_ROWS_GENERATED,
@@ -317,64 +197,7 @@ def scenario(pg_source: Any, pg_target: Any, tmp_path_factory: pytest.TempPathFa
     run_once(cfg)  # round 1, in-process
 
     # ---- round 2: updates, key changes, deletes, truncate, NULLs, big transactions
-    script(
-        pg_source, src_db,
-        "UPDATE customers SET id = id + 1000 WHERE id <= 50",  # primary-key change of 50 rows
-        "BEGIN",
-        "UPDATE customers SET email = upper(email), city = NULL WHERE id BETWEEN 51 AND 80",
-        "UPDATE orders SET status = 'shipped', amount = amount * 2 WHERE id % 3 = 0",
-        "DELETE FROM line_items WHERE order_id BETWEEN 10 AND 20",
-        "DELETE FROM customers WHERE id BETWEEN 81 AND 100",
-        "COMMIT",
-        # truncate, then inserts into the truncated table (same transaction and later ones)
-        "BEGIN",
-        "TRUNCATE inventory",
-        "INSERT INTO inventory SELECT 'SKU-' || lpad(i::text, 4, '0'), i, i * 2.5, 'after truncate'"
-        " FROM generate_series(1, 5) i",
-        "COMMIT",
-        "INSERT INTO inventory SELECT 'NEW-' || i, i * 7, NULL, CASE WHEN i % 2 = 0 THEN 'bin ' || i END"
-        " FROM generate_series(1, 15) i",
-        # composite primary key: update, key change, delete
-        "BEGIN",
-        "UPDATE line_items SET qty = coalesce(qty, 0) + 10 WHERE order_id BETWEEN 30 AND 40",
-        "UPDATE line_items SET line_no = line_no + 100 WHERE order_id = 50",
-        "DELETE FROM line_items WHERE order_id = 62 AND line_no = 2",
-        "INSERT INTO line_items VALUES (999, 1, 'new line', 5), (999, 2, 'second', NULL)",
-        "COMMIT",
-        # one transaction touching one row many times, and re-using a deleted key
-        "BEGIN",
-        "INSERT INTO customers (id, first_name, last_name) VALUES (500, 'Temp', 'Row')",
-        "UPDATE customers SET first_name = 'Changed', vip = true WHERE id = 500",
-        "UPDATE customers SET id = 501 WHERE id = 500",
-        "DELETE FROM customers WHERE id = 201",
-        "INSERT INTO customers VALUES (201, 'Reborn', 'Again', 'r@example.com', 'Oslo', false, '2030-01-01 00:00:00+02')",
-        "INSERT INTO orders (id, customer_id, status) VALUES (777, 501, 'netted')",
-        "DELETE FROM orders WHERE id = 777",
-        "COMMIT",
-        # set every nullable column to NULL on existing rows
-        "UPDATE customers SET first_name = NULL, email = NULL, city = NULL, vip = NULL, created_at = NULL"
-        " WHERE id BETWEEN 101 AND 110",
-        "UPDATE orders SET customer_id = NULL, amount = NULL, note = NULL, placed_at = NULL WHERE id BETWEEN 101 AND 110",
-        # another explicit ROLLBACK, including a TRUNCATE
-        "BEGIN",
-        "DELETE FROM customers",
-        "TRUNCATE orders",
-        "UPDATE inventory SET qty = -1",
-        "ROLLBACK",
-        # type matrix, round 2 (< 64 rows: the small-batch path): rotate the extreme rows, copy them
-        "UPDATE types t SET " + ", ".join(f"{c} = s.{c}" for c in TYPE_COLS[1:])
-        + " FROM types s WHERE t.id <= 5 AND s.id = t.id % 5 + 1",
-        "INSERT INTO types SELECT id + 5, " + ", ".join(TYPE_COLS[1:]) + " FROM types WHERE id <= 5",
-        # TOAST: updates that leave the big value unchanged
-        "UPDATE docs SET title = 'doc one, renamed', rev = 2 WHERE id = 1",
-        f"INSERT INTO docs VALUES (3, 'doc three', {big_text('three')}, 1)",
-        "UPDATE docs SET title = 'doc three, renamed', rev = 2 WHERE id = 3",
-        "UPDATE docs SET title = 'doc two, renamed', rev = 2 WHERE id = 2",
-        # 100k rows in one transaction, all updated in one, half deleted in one
-        "INSERT INTO bulk SELECT i, 'v' || i, i * 3 FROM generate_series(1, 100000) i",
-        "UPDATE bulk SET val = val || '-updated', n = n + 1",
-        "DELETE FROM bulk WHERE id % 2 = 0",
-    )
+    pg_script(pg_source, src_db, *pg_round_2(TYPE_COLS))
     run_once_cli(cfg)  # round 2, the real command, resuming from round 1's checkpoint
 
     yield Scenario(pg_source, pg_target, src_db, dst_db)
@@ -382,8 +205,8 @@ def scenario(pg_source: Any, pg_target: Any, tmp_path_factory: pytest.TempPathFa
 
 
 def compare(sc: Scenario, src_query: str, dst_query: str, cols: Sequence[str]) -> list[tuple[Any, ...]]:
-    src = fetch(sc.src, sc.src_db, src_query)
-    dst = fetch(sc.dst, sc.dst_db, dst_query)
+    src = pg_fetch(sc.src, sc.src_db, src_query)
+    dst = pg_fetch(sc.dst, sc.dst_db, dst_query)
     assert_same_rows(src, dst, cols)
     return src
 
@@ -410,7 +233,7 @@ def test_customers_match_after_key_change_updates_deletes_and_rename(scenario: S
 
 
 def test_target_column_renamed_by_config_receives_the_source_values(scenario: Scenario) -> None:
-    dst = fetch(scenario.dst, scenario.dst_db, 'SELECT "firstName" FROM customers WHERE id = 52')
+    dst = pg_fetch(scenario.dst, scenario.dst_db, 'SELECT "firstName" FROM customers WHERE id = 52')
     assert dst == [("First52",)]
 
 
@@ -436,23 +259,23 @@ def test_composite_key_table_matches_after_insert_update_key_change_and_delete(s
 
 
 def test_rolled_back_transactions_and_savepoints_are_not_replicated(scenario: Scenario) -> None:
-    dst = fetch(scenario.dst, scenario.dst_db, "SELECT id, last_name FROM customers WHERE id IN (202, 203, 204, 9999) ORDER BY id")
+    dst = pg_fetch(scenario.dst, scenario.dst_db, "SELECT id, last_name FROM customers WHERE id IN (202, 203, 204, 9999) ORDER BY id")
     assert dst == [(202, "kept"), (204, "after savepoint")]
-    assert fetch(scenario.dst, scenario.dst_db, "SELECT count(*) FROM customers WHERE last_name LIKE 'ROLLED%'") == [(0,)]
-    assert fetch(scenario.dst, scenario.dst_db, "SELECT count(*) FROM inventory WHERE sku = 'ROLLBACK-SKU' OR qty = -1") == [(0,)]
-    assert fetch(scenario.dst, scenario.dst_db, "SELECT count(*) FROM orders WHERE id <= 10") == [(10,)]
+    assert pg_fetch(scenario.dst, scenario.dst_db, "SELECT count(*) FROM customers WHERE last_name LIKE 'ROLLED%'") == [(0,)]
+    assert pg_fetch(scenario.dst, scenario.dst_db, "SELECT count(*) FROM inventory WHERE sku = 'ROLLBACK-SKU' OR qty = -1") == [(0,)]
+    assert pg_fetch(scenario.dst, scenario.dst_db, "SELECT count(*) FROM orders WHERE id <= 10") == [(10,)]
 
 
 def test_nulls_in_every_nullable_column_are_replicated_as_null(scenario: Scenario) -> None:
     dst = scenario.dst, scenario.dst_db
-    assert fetch(*dst, 'SELECT "firstName", email, city, vip, created_at FROM customers WHERE id BETWEEN 101 AND 110') == [
+    assert pg_fetch(*dst, 'SELECT "firstName", email, city, vip, created_at FROM customers WHERE id BETWEEN 101 AND 110') == [
         (None,) * 5
     ] * 10
-    assert fetch(*dst, "SELECT customer_id, amount, note, placed_at FROM orders WHERE id = 301") == [(None,) * 4]
-    assert fetch(*dst, "SELECT price, location FROM inventory WHERE sku = 'NEW-1'") == [(None, None)]
-    assert fetch(*dst, "SELECT qty FROM line_items WHERE order_id = 301") == [(None,)]
+    assert pg_fetch(*dst, "SELECT customer_id, amount, note, placed_at FROM orders WHERE id = 301") == [(None,) * 4]
+    assert pg_fetch(*dst, "SELECT price, location FROM inventory WHERE sku = 'NEW-1'") == [(None, None)]
+    assert pg_fetch(*dst, "SELECT qty FROM line_items WHERE order_id = 301") == [(None,)]
     # the all-NULL extreme row moved to id 4 in round 2 and was copied to id 9
-    assert fetch(*dst, "SELECT * FROM types WHERE id IN (4, 9) ORDER BY id") == [
+    assert pg_fetch(*dst, "SELECT * FROM types WHERE id IN (4, 9) ORDER BY id") == [
         (4,) + (None,) * (len(TYPE_COLS) - 1), (9,) + (None,) * (len(TYPE_COLS) - 1)
     ]
 
@@ -510,7 +333,7 @@ def test_unchanged_toast_value_stays_intact_when_another_column_is_updated(scena
     ]
     assert len(src[0][2]) == 32000 and len(src[2][2]) == 32000
     # the source really stored the body out of line (so pgoutput sent it as 'unchanged TOAST')
-    toasted = fetch(scenario.src, scenario.src_db, "SELECT pg_column_size(body) FROM docs WHERE id = 1")[0][0]
+    toasted = pg_fetch(scenario.src, scenario.src_db, "SELECT pg_column_size(body) FROM docs WHERE id = 1")[0][0]
     assert toasted >= 10000
 
 
@@ -535,8 +358,8 @@ def test_checkpoint_show_reports_position_and_exact_change_count(
         "CREATE TABLE events (a integer, b integer, what text, PRIMARY KEY (a, b));"
         "CREATE TABLE unlisted (id integer PRIMARY KEY);"
     )
-    script(pg_source, db, ddl)
-    script(pg_target, db, ddl)
+    pg_script(pg_source, db, ddl)
+    pg_script(pg_target, db, ddl)
     cfg = write_config(
         cfg_path, flow, pg_source.url(db), pg_target.url(db),
         "      - source: accounts\n      - source: events\n",
@@ -547,10 +370,10 @@ def test_checkpoint_show_reports_position_and_exact_change_count(
 
     expected_changes = 0
     expected_txns = 0
-    script(pg_source, db, "INSERT INTO accounts SELECT i, 'acct ' || i, i * 10 FROM generate_series(1, 25) i")
+    pg_script(pg_source, db, "INSERT INTO accounts SELECT i, 'acct ' || i, i * 10 FROM generate_series(1, 25) i")
     expected_changes += 25
     expected_txns += 1
-    script(
+    pg_script(
         pg_source, db,
         "BEGIN",
         "UPDATE accounts SET balance = balance + 1 WHERE id <= 10",  # 10
@@ -562,12 +385,12 @@ def test_checkpoint_show_reports_position_and_exact_change_count(
     )
     expected_changes += 10 + 6 + 5 + 1
     expected_txns += 1
-    script(pg_source, db, "BEGIN", "DELETE FROM accounts", "ROLLBACK")  # 0
-    script(pg_source, db, "UPDATE events SET what = 'x' WHERE a = 2")  # 2
+    pg_script(pg_source, db, "BEGIN", "DELETE FROM accounts", "ROLLBACK")  # 0
+    pg_script(pg_source, db, "UPDATE events SET what = 'x' WHERE a = 2")  # 2
     expected_changes += 2
     expected_txns += 1
-    script(pg_source, db, "INSERT INTO unlisted VALUES (3)")  # not in the flow
-    end_of_changes = str_to_lsn(fetch(pg_source, db, "SELECT pg_current_wal_lsn()::text")[0][0])
+    pg_script(pg_source, db, "INSERT INTO unlisted VALUES (3)")  # not in the flow
+    end_of_changes = str_to_lsn(pg_fetch(pg_source, db, "SELECT pg_current_wal_lsn()::text")[0][0])
 
     run_once_cli(cfg)
     proc = cli(cfg, "checkpoint", "show", "--json")
@@ -586,8 +409,8 @@ def test_checkpoint_show_reports_position_and_exact_change_count(
         ("SELECT * FROM accounts ORDER BY id", ["id", "name", "balance"]),
         ("SELECT * FROM events ORDER BY a, b", ["a", "b", "what"]),
     ):
-        assert_same_rows(fetch(pg_source, db, q), fetch(pg_target, db, q), cols)
-    assert fetch(pg_target, db, "SELECT count(*) FROM unlisted") == [(0,)]
+        assert_same_rows(pg_fetch(pg_source, db, q), pg_fetch(pg_target, db, q), cols)
+    assert pg_fetch(pg_target, db, "SELECT count(*) FROM unlisted") == [(0,)]
 
 
 def test_key_change_of_a_row_with_an_unchanged_toast_value_keeps_the_row_and_the_value(
@@ -595,19 +418,19 @@ def test_key_change_of_a_row_with_an_unchanged_toast_value_keeps_the_row_and_the
 ) -> None:
     cfg_path, db, flow = small_flow
     ddl = "CREATE TABLE docs (id integer PRIMARY KEY, title text, body text)"
-    script(pg_source, db, ddl)
-    script(pg_target, db, ddl)
+    pg_script(pg_source, db, ddl)
+    pg_script(pg_target, db, ddl)
     cfg = write_config(cfg_path, flow, pg_source.url(db), pg_target.url(db), "      - source: docs\n")
     run_once(cfg)
-    script(pg_source, db, f"INSERT INTO docs VALUES (1, 'one', {big_text('k1')}), (2, 'two', {big_text('k2')})")
+    pg_script(pg_source, db, f"INSERT INTO docs VALUES (1, 'one', {big_text('k1')}), (2, 'two', {big_text('k2')})")
     run_once(cfg)  # the rows are on the target
-    script(
+    pg_script(
         pg_source, db,
         "UPDATE docs SET id = 10 WHERE id = 1",  # key change, body unchanged (sent as 'u')
         "UPDATE docs SET id = 20, title = 'two moved' WHERE id = 2",
     )
     run_once(cfg)
     q = "SELECT id, title, body FROM docs ORDER BY id"
-    src = fetch(pg_source, db, q)
+    src = pg_fetch(pg_source, db, q)
     assert [r[0] for r in src] == [10, 20] and len(src[0][2]) == 32000
-    assert_same_rows(src, fetch(pg_target, db, q), ["id", "title", "body"])
+    assert_same_rows(src, pg_fetch(pg_target, db, q), ["id", "title", "body"])

@@ -15,15 +15,10 @@ their URLs, which must never appear in the replicator's output.
 
 from __future__ import annotations
 
-import os
-import random
 import re
 import secrets
 import signal
-import stat
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -31,11 +26,22 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CATCH_UP_TIMEOUT = 120.0
+from dbhelpers import write_config
+from processes import (
+    MariaTarget,
+    PgTarget,
+    SourceWriter,
+    assert_same_table,
+    drop_slot_when_released,
+    keep_reachable,
+    print_retry_warnings,
+    start_replicator,
+    utc_naive,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,225 +65,51 @@ MARIADB_TARGET_DDL = [
 # --------------------------------------------------------------------------- helpers
 
 
-def write_config(path: Path, flow: str, src_url: str, dst_url: str) -> Path:
-    path.write_text(
-        "systems:\n"
-        f"  src: {{url: '{src_url}'}}\n"
-        f"  dst: {{url: '{dst_url}'}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n"
-        "    target: dst\n"
-        "    batch: {max_rows: 200, max_delay_ms: 100}\n"
-        "    tables:\n"
-        "      - source: public.a\n"
-        "      - source: public.b\n"
-    )
-    return path
+class PgSourceWriter(SourceWriter):
+    """:class:`SourceWriter` on a PostgreSQL source (tables of ``SRC_DDL``)."""
 
-
-def start_replicator(cfg: Path, log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_TEST_CRASH")}
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "replicator.cli", "-c", str(cfg), "run", *extra],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float = CATCH_UP_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if predicate():
-                return
-        except (psycopg.Error, pymysql.err.Error):
-            pass  # a server is (re)starting
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)
-
-
-class SourceWriter(threading.Thread):
-    """Commits small mixed transactions on the source until stopped, reconnecting on errors.
-
-    Every transaction inserts its own row change count into ``ledger`` before committing.
-    """
+    connection_errors = (psycopg.OperationalError,)
 
     def __init__(self, url: str, seed: int) -> None:
-        super().__init__(name="source-writer", daemon=True)
+        super().__init__(seed)
         self.url = url
-        self.rng = random.Random(seed)
-        self.stopping = threading.Event()
-        self.attempts = 0
-        self.committed = 0  # transactions whose commit the client saw succeed
-        self.failures = 0
-        self.max_id = {"a": 0, "b": 0}
-        self.error: BaseException | None = None
 
-    def run(self) -> None:
-        conn: psycopg.Connection[Any] | None = None
-        try:
-            while not self.stopping.is_set():
-                try:
-                    if conn is None or conn.closed:
-                        conn = psycopg.connect(self.url, autocommit=True, connect_timeout=3)
-                    self.attempts += 1
-                    with conn.transaction():
-                        changes = self._transaction(conn)
-                        conn.execute("INSERT INTO ledger (changes) VALUES (%s)", (changes,))
-                    self.committed += 1
-                except psycopg.OperationalError:
-                    self.failures += 1
-                    if conn is not None:
-                        conn.close()
-                    conn = None
-                    self.stopping.wait(0.2)
-                    continue
-                self.stopping.wait(0.005)
-        except BaseException as exc:  # reported by the test
-            self.error = exc
-        finally:
-            if conn is not None:
-                conn.close()
+    def connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=3)
 
-    def _transaction(self, conn: psycopg.Connection[Any]) -> int:
-        rng = self.rng
-        changes = 0
-        for _ in range(rng.randint(1, 3)):
-            table = rng.choice(("a", "b"))
-            op = rng.random()
-            k = rng.randint(1, 30)
-            top = self.max_id[table]
-            if op < 0.45 or top < 100:
-                if table == "a":
-                    cur = conn.execute(
-                        "INSERT INTO a (v) SELECT md5(random()::text) FROM generate_series(1, %s)"
-                        " RETURNING id",
-                        (k,),
-                    )
-                else:
-                    cur = conn.execute(
-                        "INSERT INTO b (payload, qty) SELECT repeat(md5(random()::text), 3), g"
-                        " FROM generate_series(1, %s) g RETURNING id",
-                        (k,),
-                    )
-                ids = [int(r[0]) for r in cur.fetchall()]
-                self.max_id[table] = max([top, *ids])
-                changes += len(ids)
-            elif op < 0.85:
-                lo = rng.randint(1, top)
-                if table == "a":
-                    stmt = "UPDATE a SET n = n + 1, v = left(v, 16) || %s, ts = now() WHERE id BETWEEN %s AND %s"
-                else:
-                    stmt = "UPDATE b SET n = n + 1, payload = %s || left(payload, 60), qty = qty + 1 WHERE id BETWEEN %s AND %s"
-                changes += conn.execute(stmt, (f"-{rng.randrange(10**6)}", lo, lo + k)).rowcount
-            else:
-                lo = rng.randint(1, top)
-                changes += conn.execute(
-                    f"DELETE FROM {table} WHERE id BETWEEN %s AND %s", (lo, lo + k // 4)
-                ).rowcount
-        return changes
+    def is_closed(self, conn: psycopg.Connection[Any]) -> bool:
+        return conn.closed
 
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=30)
-        assert not self.is_alive(), "the source writer did not stop"
-        if self.error is not None:
-            raise self.error
+    def commit_one(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            changes = self.changes(conn)
+            conn.execute("INSERT INTO ledger (changes) VALUES (%s)", (changes,))
 
-
-class PgSide:
-    """A PostgreSQL target: tables, checkpoint and rows."""
-
-    def __init__(self, server: Any, db: str, url: str) -> None:
-        self.server, self.db, self.url = server, db, url
-
-    def create_tables(self) -> None:
-        self.server.create_database(self.db)
-        self.server.execute(PG_TARGET_DDL, dbname=self.db)
-
-    def checkpoint(self, flow: str) -> tuple[str, int, int] | None:
-        try:
-            rows = self.server.execute(
-                "SELECT position, changes_applied, transactions_applied"
-                " FROM _replicator.checkpoints WHERE flow = %s",
-                (flow,),
-                dbname=self.db,
+    def insert(self, conn: psycopg.Connection[Any], table: str, k: int) -> tuple[int, int]:
+        if table == "a":
+            cur = conn.execute(
+                "INSERT INTO a (v) SELECT md5(random()::text) FROM generate_series(1, %s)"
+                " RETURNING id",
+                (k,),
             )
-        except psycopg.errors.UndefinedTable:
-            return None
-        return (str(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
-
-    def rows(self, table: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", dbname=self.db)]
-
-
-class MariaSide:
-    """A MariaDB target (same API as :class:`PgSide`)."""
-
-    def __init__(self, server: Any, db: str, url: str) -> None:
-        self.server, self.db, self.url = server, db, url
-
-    def create_tables(self) -> None:
-        self.server.create_database(self.db)
-        for ddl in MARIADB_TARGET_DDL:
-            self.server.execute(ddl, db=self.db)
-
-    def checkpoint(self, flow: str) -> tuple[str, int, int] | None:
-        try:
-            rows = self.server.execute(
-                "SELECT position, changes_applied, transactions_applied"
-                " FROM _replicator.checkpoints WHERE flow = %s",
-                (flow,),
+        else:
+            cur = conn.execute(
+                "INSERT INTO b (payload, qty) SELECT repeat(md5(random()::text), 3), g"
+                " FROM generate_series(1, %s) g RETURNING id",
+                (k,),
             )
-        except pymysql.err.ProgrammingError:
-            return None
-        return (str(rows[0][0]), int(rows[0][1]), int(rows[0][2])) if rows else None
+        ids = [int(r[0]) for r in cur.fetchall()]
+        return len(ids), max(ids, default=0)
 
-    def rows(self, table: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", db=self.db)]
+    def update(self, conn: psycopg.Connection[Any], table: str, tag: str, lo: int, hi: int) -> int:
+        if table == "a":
+            stmt = "UPDATE a SET n = n + 1, v = left(v, 16) || %s, ts = now() WHERE id BETWEEN %s AND %s"
+        else:
+            stmt = "UPDATE b SET n = n + 1, payload = %s || left(payload, 60), qty = qty + 1 WHERE id BETWEEN %s AND %s"
+        return conn.execute(stmt, (tag, lo, hi)).rowcount
 
-
-def utc_naive(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        v.astimezone(timezone.utc).replace(tzinfo=None) if isinstance(v, datetime) else v for v in row
-    )
-
-
-def assert_same_rows(table: str, src: list[tuple[Any, ...]], dst: list[tuple[Any, ...]]) -> None:
-    if src == dst:
-        return
-    s = {r[0]: r for r in src}
-    d = {r[0]: r for r in dst}
-    missing = sorted(set(s) - set(d))
-    extra = sorted(set(d) - set(s))
-    differ = [(s[k], d[k]) for k in sorted(set(s) & set(d)) if s[k] != d[k]]
-    pytest.fail(
-        f"table {table}: target differs from source ({len(src)} vs {len(dst)} rows):"
-        f" {len(missing)} missing on target (e.g. {missing[:5]}), {len(extra)} extra"
-        f" (e.g. {extra[:5]}), {len(differ)} differ (e.g. {differ[:3]})"
-    )
-
-
-def drop_slot(pg: Any, slot: str) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            pg.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                " WHERE slot_name = %s",
-                (slot,),
-            )
-            return
-        except psycopg.errors.ObjectInUse:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    def execute(self, conn: psycopg.Connection[Any], stmt: str, params: tuple[Any, ...]) -> int:
+        return conn.execute(stmt, params).rowcount  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- the scenario
@@ -288,7 +120,7 @@ def run_restart_scenario(
     source: Any,
     source_url: str,
     src_db: str,
-    target: PgSide | MariaSide,
+    target: PgTarget | MariaTarget,
     restarted: Any,
     secrets_to_hide: list[str],
     tmp_path: Path,
@@ -298,16 +130,19 @@ def run_restart_scenario(
     flow = f"restart_{secrets.token_hex(4)}"
     slot = f"replicator_{flow}"
     target.create_tables()
-    cfg = write_config(tmp_path / "replicator.yaml", flow, source_url, target.url)
+    cfg = write_config(
+        tmp_path / "replicator.yaml", flow, source_url, target.url, ["public.a", "public.b"],
+        batch="{max_rows: 200, max_delay_ms: 100}",
+    )
     log_path = tmp_path / "replicator.log"
     proc: subprocess.Popen[bytes] | None = None
-    writer: SourceWriter | None = None
+    writer: PgSourceWriter | None = None
     try:
         first = start_replicator(cfg, tmp_path / "first-run.log", "--once")
         assert first.wait(timeout=120) == 0, (tmp_path / "first-run.log").read_text()
 
         proc = start_replicator(cfg, log_path)
-        writer = SourceWriter(source.url(src_db), seed=7)
+        writer = PgSourceWriter(source.url(src_db), seed=7)
         writer.start()
 
         def applied() -> int:
@@ -346,7 +181,7 @@ def run_restart_scenario(
             print(f"\n{outages[-1]:%H:%M:%S.%f} {how} {restarted.name}")
             getattr(restarted, how)()
             time.sleep(1.0)  # down for a while: the writer and the replicator see errors
-            _keep_reachable(restarted)
+            keep_reachable(restarted)
             restarted.start()
             print(f"{datetime.now(timezone.utc):%H:%M:%S.%f} started {restarted.name} again")
             replicated_what_the_source_has_now()
@@ -355,29 +190,23 @@ def run_restart_scenario(
         time.sleep(1.0)  # keep writing after the restarts
         writer.stop()
         expected_changes, expected_txns = ledger()
-        print(
-            f"writer: {writer.attempts} transactions tried, {writer.failures} failed;"
-            f" source committed {expected_changes} row changes in {expected_txns} transactions"
-        )
+        writer.report(expected_changes, expected_txns)
         assert writer.failures > 0 or restarted is not source  # the source really went away
 
-        def caught_up() -> bool:
+        def alive() -> None:
             assert proc is not None and proc.poll() is None, log_path.read_text()[-3000:]
-            n = applied()
-            assert n <= expected_changes, f"applied {n} changes, more than the {expected_changes} committed"
-            return n == expected_changes
 
-        wait_for(f"the target to catch up with {expected_changes} changes", caught_up)
+        wait_caught_up(applied, expected_changes, alive)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
 
         for table in ("a", "b"):
             src_rows = [tuple(r) for r in source.execute(f"SELECT * FROM {table} ORDER BY id", dbname=src_db)]
             dst_rows = target.rows(table)
-            if isinstance(target, MariaSide):
+            if isinstance(target, MariaTarget):
                 src_rows = [utc_naive(r) for r in src_rows]
             assert src_rows
-            assert_same_rows(table, src_rows, dst_rows)
+            assert_same_table(table, src_rows, dst_rows)
         cp = target.checkpoint(flow)
         assert cp is not None
         assert (cp[1], cp[2]) == (expected_changes, expected_txns)
@@ -397,10 +226,7 @@ def run_restart_scenario(
         everything = log + (tmp_path / "first-run.log").read_text(errors="replace")
         for secret in secrets_to_hide:
             assert secret not in everything, "a password appeared in the replicator's output"
-        print(
-            "retry warnings:\n  "
-            + "\n  ".join(line[:220] for line in log.splitlines() if "retrying" in line)
-        )
+        print_retry_warnings(log)
     finally:
         if writer is not None and writer.is_alive():
             writer.stopping.set()
@@ -409,24 +235,7 @@ def run_restart_scenario(
             proc.kill()
             proc.wait(timeout=30)
         if source.is_running():
-            drop_slot(source, slot)
-
-
-def _keep_reachable(server: Any) -> None:
-    """Let the ``postgres`` user reach the server's directory again before a restart.
-
-    conftest grants o+x on pytest's own temp directories when it creates a server directory,
-    but any pytest session that starts later (e.g. a concurrent run) tightens
-    ``/tmp/pytest-of-<user>`` back to 0700, and a restart then fails the sandbox's
-    reachability check. Grant it again, exactly as conftest does.
-    """
-    if os.geteuid() != 0 or not hasattr(server, "base_dir"):
-        return
-    for d in server.base_dir.parents:
-        if d.name.startswith("pytest-of-") or d.parent.name.startswith("pytest-of-"):
-            mode = d.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                d.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+            drop_slot_when_released(source, slot)
 
 
 def _password() -> str:
@@ -456,7 +265,7 @@ def test_source_restarts_mid_stream(
         source=source,
         source_url=url,
         src_db=fresh_db_name,
-        target=PgSide(pg_target, fresh_db_name, pg_target.url(fresh_db_name)),
+        target=PgTarget(pg_target, fresh_db_name, PG_TARGET_DDL),
         restarted=source,
         secrets_to_hide=[password],
         tmp_path=tmp_path,
@@ -475,7 +284,9 @@ def test_pg_target_restarts_mid_stream(
         source=pg_source,
         source_url=pg_source.url(fresh_db_name),
         src_db=fresh_db_name,
-        target=PgSide(target, fresh_db_name, target.url(fresh_db_name, user="cdc_writer", password=password)),
+        target=PgTarget(
+            target, fresh_db_name, PG_TARGET_DDL, target.url(fresh_db_name, user="cdc_writer", password=password)
+        ),
         restarted=target,
         secrets_to_hide=[password],
         tmp_path=tmp_path,
@@ -494,7 +305,9 @@ def test_mariadb_target_restarts_mid_stream(
         source=pg_source,
         source_url=pg_source.url(fresh_db_name),
         src_db=fresh_db_name,
-        target=MariaSide(target, fresh_db_name, target.url(fresh_db_name, user="cdc_writer", password=password)),
+        target=MariaTarget(
+            target, fresh_db_name, MARIADB_TARGET_DDL, target.url(fresh_db_name, user="cdc_writer", password=password)
+        ),
         restarted=target,
         secrets_to_hide=[password],
         tmp_path=tmp_path,

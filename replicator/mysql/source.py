@@ -9,6 +9,14 @@ table gets a new id after an ALTER, and the cache is dropped at every binlog rot
 images are decoded by our own exact and lean :mod:`replicator.mysql.rows`, with the column
 metadata of the table map in force at that event — not today's schema.
 
+Speed: MariaDB logs a table map and a rows event for every row-changing *statement*, so a
+workload of single-row INSERTs is two events per row, and building the library's event objects
+for them cost more than decoding the rows. Once the library has parsed a table map (and the
+first rows event of that map confirmed where the rows start, :func:`_checked_layout`), the
+reader takes the packets of that table's rows events and of its repeated table maps straight
+from the replication connection (:class:`_PacketFeed`); every other packet — GTID, XID,
+queries, rotations, new table maps — still goes through ``BinLogStreamReader.fetchone``.
+
 Transactions: MariaDB writes ``GTID … rows … XID`` (no BEGIN), DDL as ``GTID`` + a query, and
 non-transactional tables as ``GTID … rows … COMMIT``. Begin is emitted lazily at the first row
 of a synced table, so transactions touching nothing of ours become Heartbeats that still
@@ -95,7 +103,6 @@ class MySQLSource:
         self._tables: dict[TableId, TableInfo] = {}
         self._reader: BinLogStreamReader | None = None
         self._interrupted = False
-        self._json: dict[TableId, tuple[str, ...]] = {}
 
     @property
     def conn(self) -> Any:
@@ -224,43 +231,45 @@ class MySQLSource:
         gtid: tuple[int, int, int] | None = None
         began = False
         commit_time: datetime | None = None
-        # table id -> (the library's table map, our decoder or None if not synced, table,
-        # checksum bytes when the fast path has been checked for this table map, else None)
-        decoders: dict[int, tuple[Any, RowDecoder | None, TableId, int | None]] = {}
+        decoders: dict[int, _TableState] = {}  # by table id
         synced = self._tables
         feed: _PacketFeed | None = None
+        read: Any = None
+        from_bytes = int.from_bytes
+        fast_kinds = _FAST_KINDS
         if stop_at is not None and position >= stop_at:
             return
         while not self._interrupted:
-            if feed is None:
+            if read is None:
                 ev = reader.fetchone()
                 conn = getattr(reader, "_stream_connection", None)
                 if conn is not None:
                     feed = _PacketFeed(conn)
+                    read = feed.read
             else:
                 # Fast path: a rows event of a table map whose layout is known is cut out of
                 # the packet here; everything else goes through the library (fetchone).
-                pkt = feed.read()
+                pkt = read()
                 data = pkt.get_all_data()
-                etype = data[5]
                 if data[0] == 0:
-                    rkind = _FAST_KINDS.get(etype)
+                    etype = data[5]
+                    rkind = fast_kinds.get(etype)
                     if rkind is not None:
-                        table_id = int.from_bytes(data[20:26], "little")
-                        cached = decoders.get(table_id)
-                        if cached is not None and cached[3] is not None and cached[0] is reader.table_map.get(table_id):
-                            if cached[1] is None:
+                        table_id = from_bytes(data[20:26], "little")
+                        state = decoders.get(table_id)
+                        if state is not None and state.checksum is not None and state.table_map is reader.table_map.get(table_id):
+                            if state.decoder is None:
                                 continue  # a table of the schema that this flow does not sync
                             layout = _rows_layout(data, etype)
                             if layout is not None:
                                 if not began:
                                     began = True
                                     yield Begin(gtid[2] if gtid else 0, commit_time)
-                                body = data[layout[0] : len(data) - cached[3]]
-                                yield from self._changes(cached[1], cached[2], rkind, body, layout[1])
+                                yield from state.changes(rkind, data[layout[0] : len(data) - state.checksum], layout[1])
                                 continue
-                    elif etype == _TABLE_MAP_EVENT and int.from_bytes(data[20:26], "little") in reader.table_map:
+                    elif etype == _TABLE_MAP_EVENT and from_bytes(data[20:26], "little") in reader.table_map:
                         continue  # freeze_schema: the library would skip a known table's map too
+                assert feed is not None
                 feed.pending = pkt
                 ev = reader.fetchone()
             if ev is None:
@@ -268,24 +277,24 @@ class MySQLSource:
             kind = type(ev)
             if kind in _KINDS:
                 table_obj = reader.table_map.get(ev.table_id)
-                cached = decoders.get(ev.table_id)
-                if cached is None or cached[0] is not table_obj:
+                state = decoders.get(ev.table_id)
+                if state is None or state.table_map is not table_obj:
                     tid = TableId(ev.schema, ev.table)
-                    if tid not in synced:
-                        decoders[ev.table_id] = (table_obj, None, tid, 0)
-                        continue
-                    info = synced[tid]
-                    new = RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates)
-                    cached = (table_obj, new, tid, _checked_layout(ev))
-                    decoders[ev.table_id] = cached
-                decoder, tid = cached[1], cached[2]
-                if decoder is None:
+                    info = synced.get(tid)
+                    if info is None:
+                        state = _TableState(table_obj, None, tid, (), (), 0)
+                    else:
+                        decoder = RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates)
+                        json_cols = tuple(c.name for c in info.columns if c.type == "json")
+                        state = _TableState(table_obj, decoder, tid, info.primary_key, json_cols, _checked_layout(ev))
+                    decoders[ev.table_id] = state
+                if state.decoder is None:
                     continue
                 if not began:
                     began = True
                     yield Begin(gtid[2] if gtid else 0, commit_time)
                 body, ncols = rows_body(ev)
-                yield from self._changes(decoder, tid, _KINDS[kind], body, ncols)
+                yield from state.changes(_KINDS[kind], body, ncols)
                 continue
             if kind is MariadbGtidEvent:
                 gtid = (ev.domain_id, ev.server_id, ev.gtid_seq_no)
@@ -342,15 +351,47 @@ class MySQLSource:
                 decoders.clear()
                 continue
 
-    def _changes(self, decoder: RowDecoder, tid: TableId, rkind: str, body: bytes, ncols: int) -> list[Change]:
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except pymysql.err.Error:
+                pass
+            self._conn = None
+
+
+class _TableState:
+    """What the reader keeps per table id: the library's table map it was built for, our row
+    decoder (None: a table this flow does not sync), the table, its key and JSON columns,
+    and the checksum length when the fast path was checked for this map (None: not usable)."""
+
+    __slots__ = ("table_map", "decoder", "table", "key", "json_columns", "checksum")
+
+    def __init__(
+        self,
+        table_map: Any,
+        decoder: RowDecoder | None,
+        table: TableId,
+        key: tuple[str, ...],
+        json_columns: tuple[str, ...],
+        checksum: int | None,
+    ) -> None:
+        self.table_map = table_map
+        self.decoder = decoder
+        self.table = table
+        self.key = key
+        self.json_columns = json_columns  # MariaDB JSON (LONGTEXT + json_valid): JSON text
+        self.checksum = checksum
+
+    def changes(self, rkind: str, body: bytes, ncols: int) -> list[Change]:
         """The change records of one rows event."""
-        rows = decoder.decode(rkind, body, ncols)
-        json_cols = self._json_columns(tid)
+        assert self.decoder is not None
+        rows = self.decoder.decode(rkind, body, ncols)
+        tid, key, json_cols = self.table, self.key, self.json_columns
         if json_cols:
             for before, after in rows:
                 _mark_json(before, json_cols)
                 _mark_json(after, json_cols)
-        key = self._tables[tid].primary_key
         if len(key) == 1:
             k = key[0]
             if rkind == "write":
@@ -363,21 +404,6 @@ class MySQLSource:
         if rkind == "update":
             return [Change(UPDATE, tid, {c: before[c] for c in key}, before, after) for before, after in rows]  # type: ignore[index]
         return [Change(DELETE, tid, {c: before[c] for c in key}, before, None) for before, _ in rows]  # type: ignore[index]
-
-    def _json_columns(self, table: TableId) -> tuple[str, ...]:
-        """MariaDB JSON columns (LONGTEXT + json_valid): their text is a JSON document."""
-        cached = self._json.get(table)
-        if cached is None:
-            cached = self._json[table] = tuple(c.name for c in self._tables[table].columns if c.type == "json")
-        return cached
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except pymysql.err.Error:
-                pass
-            self._conn = None
 
 
 # Rows event types (v1: MariaDB and MySQL 5.1-5.5, v2: MySQL >= 5.6) and the table map's.

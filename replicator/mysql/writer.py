@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import pymysql
+from pymysql.constants import SERVER_STATUS
 
 from ..batch import TableOps
 from ..errors import DataError, SchemaError, TransientError
@@ -115,12 +116,18 @@ def _plain(value: Any) -> Any:
 
 
 def sql_literal(conn: Any) -> Callable[[Any], str]:
-    """A parameter as the SQL literal pymysql would write for it on ``conn``: the usual types
-    directly (the same text as pymysql's encoders), anything else through ``conn.escape``."""
+    """The SQL literal pymysql would write on ``conn`` for the parameter ``_plain(value)``:
+    the usual types directly (the same text as pymysql's encoders), anything else through
+    ``_plain`` and ``conn.escape``. Build it again when the session's sql_mode may have
+    changed (NO_BACKSLASH_ESCAPES)."""
     escape = conn.escape
+    backslashes = not conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+    escape_string = pymysql.converters.escape_string
 
     def literal(value: Any) -> str:
         t = type(value)
+        if t is str and backslashes:
+            return f"'{escape_string(value)}'"
         if t is int:
             return str(value)
         if value is None:
@@ -133,10 +140,14 @@ def sql_literal(conn: Any) -> Callable[[Any], str]:
                 return f"'{value.isoformat(' ')}'"
         elif t is date:
             return f"'{value.isoformat()}'"
-        text: str = escape(value)
+        text: str = escape(_plain(value))
         return text
 
     return literal
+
+
+def _then(first: Callable[[Any], Any], literal: Callable[[Any], str]) -> Callable[[Any], str]:
+    return lambda value: literal(first(value))
 
 
 def converter_for(column: ColumnInfo, table: TableId | None = None) -> Callable[[Any], Any]:
@@ -177,7 +188,6 @@ class MySQLSink:
         self.state_schema = state_schema
         self.conn = connect(url, autocommit=False)
         self._columns: dict[TableId, dict[str, ColumnInfo]] = {}
-        self._literal = sql_literal(self.conn)
         with self._guard():
             with self.conn.cursor() as cur:
                 cur.execute("SET SESSION time_zone = '+00:00'")
@@ -328,12 +338,12 @@ class MySQLSink:
     def _upsert(self, cur: Any, table: TableId, cols: Sequence[str], key: Sequence[str], rows: list[Row]) -> None:
         """Multi-row upserts of at most _STATEMENT_CHARS characters each."""
         head, tail = self.upsert_parts(table, cols, key)
-        pairs = list(zip(cols, self._converters(table, cols)))
-        literal = self._literal
+        literal = sql_literal(self.conn)  # includes _plain: one call per value for most columns
+        pairs = [(c, literal if f is _plain else _then(f, literal)) for c, f in zip(cols, self._converters(table, cols))]
         values: list[str] = []
         size = limit = _STATEMENT_CHARS - len(head) - len(tail)
         for row in rows:
-            v = "(" + ",".join([literal(f(row[c])) for c, f in pairs]) + ")"
+            v = "(" + ",".join([f(row[c]) for c, f in pairs]) + ")"
             size -= len(v) + 1
             if size < 0 and values:
                 cur.execute(head + ",".join(values) + tail)

@@ -4,8 +4,8 @@ Why: pgoutput already sends every value in PostgreSQL's text output format, and 
 format reads exactly that format (with four characters escaped). When a synced table has the
 same column types on both sides and no value transform, converting each value to a Python object
 and back (psycopg loaders, then dumpers) is pure overhead -- by far the largest share of the
-per-row CPU time. In passthrough the decoder emits :class:`RawChange` records (the row as a list
-of COPY text fields, plus its key as raw text), :class:`RawBatch` nets them per key exactly like
+per-row CPU time. In passthrough the decoder emits :class:`RawRows` records (rows as lists of
+COPY text fields, plus their keys as raw text), :class:`RawBatch` nets them per key exactly like
 :class:`~replicator.batch.Batch` does, and the PostgreSQL sink writes them with COPY (straight into
 the table for rows new to the target, through its staging table and an upsert otherwise).
 
@@ -56,21 +56,29 @@ _KEY_TYPE_PREFIXES = ("character varying", "character(")
 _PLAIN_TABLE_KEYS = frozenset({"source", "target", "columns"})
 
 
-@dataclass(slots=True)
-class RawChange:
-    """An insert, update (full row, key unchanged) or delete of a passthrough table.
+RAW_ROWS_MAX = 1000  # rows per RawRows item
 
-    ``values`` holds one COPY text field per column of ``names`` (the source relation's
-    columns, in order): escaped, SQL NULL as :data:`NULL`; ``None`` for deletes. ``key`` is the
-    unescaped text of the target key's columns (a bytes object for a one-column key, else a
-    tuple of them), in the order of the target key.
+RawKey = bytes | tuple[bytes, ...]
+"""The unescaped text of a row's target-key columns: a bytes object for a one-column key,
+else a tuple of them, in target-key order."""
+
+
+@dataclass(slots=True)
+class RawRows:
+    """Consecutive passthrough changes of one kind to one source relation, in one transaction.
+
+    ``op`` is ``c`` (insert), ``u`` (update: full row, key unchanged) or ``d`` (delete).
+    ``keys[i]`` is row i's key; ``fields[i]`` its COPY text fields (escaped, SQL NULL as
+    :data:`NULL`), one per column of ``names`` (the relation's source column names); ``fields``
+    is empty for deletes. One record for up to :data:`RAW_ROWS_MAX` rows: the reader, the
+    hand-over between threads, the pipeline loop and the batch pay per group, not per row.
     """
 
-    op: str
     table: TableId
     names: tuple[str, ...]
-    key: bytes | tuple[bytes, ...]
-    values: list[bytes] | None
+    op: str
+    keys: list[RawKey]
+    fields: list[list[bytes]]
 
 
 def escape(value: bytes) -> bytes:
@@ -107,75 +115,119 @@ def passthrough_key(
     return tuple(key) if key else None
 
 
-_INSERT, _UPSERT, _DELETE = 0, 1, 2
-
-Entry = tuple[int, tuple[str, ...] | None, list[bytes] | None]
-
-
 @dataclass
 class RawTableOps:
     """What to do on one target table, in this order: deletes, upserts, inserts.
 
-    Rows are ``(names, fields)`` pairs: source column names and COPY text fields. ``inserts``
-    holds rows whose key the batch first saw in an insert: most likely new to the target, so the
-    sink may COPY them straight into the table (falling back to an upsert on a key conflict).
+    Rows are lists of COPY text fields for the source columns ``names``. ``inserts`` holds rows
+    whose key the batch first saw in an insert: most likely new to the target, so the sink may
+    COPY them straight into the table (falling back to an upsert on a key conflict). A batch
+    spanning a change of the source table's columns gives one RawTableOps per column list.
     """
 
     mapping: TableMapping
-    deletes: list[bytes | tuple[bytes, ...]] = field(default_factory=list)
-    upserts: list[tuple[tuple[str, ...], list[bytes]]] = field(default_factory=list)
-    inserts: list[tuple[tuple[str, ...], list[bytes]]] = field(default_factory=list)
+    names: tuple[str, ...]
+    deletes: list[RawKey] = field(default_factory=list)
+    upserts: list[list[bytes]] = field(default_factory=list)
+    inserts: list[list[bytes]] = field(default_factory=list)
+
+
+_MISSING: list[bytes] = []
+
+
+class _Table:
+    """One target table's netted rows: key -> fields (None: delete). A row is an upsert if its
+    key is in ``upserted``, else an insert (new to the target as far as the batch knows)."""
+
+    __slots__ = ("mapping", "rows", "upserted", "deleted", "names", "odd")
+
+    def __init__(self, mapping: TableMapping, names: tuple[str, ...]) -> None:
+        self.mapping = mapping
+        self.rows: dict[RawKey, list[bytes] | None] = {}
+        self.upserted: set[RawKey] = set()
+        self.deleted = False  # some row is (or was) a delete
+        self.names = names  # the column list of (almost) every row
+        self.odd: dict[RawKey, tuple[str, ...]] = {}  # rows with another column list
 
 
 class RawBatch:
-    """Nets :class:`RawChange` records per target table and key (see :class:`~replicator.batch.Batch`)."""
+    """Nets :class:`RawRows` per target table and key, like :class:`~replicator.batch.Batch`.
+
+    A group of inserts or updates of keys the batch does not hold yet (the common case) is
+    merged with two C-level dictionary operations; other groups row by row.
+    """
 
     def __init__(self) -> None:
-        self._tables: dict[TableId, tuple[TableMapping, dict[bytes | tuple[bytes, ...], Entry]]] = {}
-        self._last: tuple[TableMapping, dict[bytes | tuple[bytes, ...], Entry]] | None = None
+        self._tables: dict[TableId, _Table] = {}
+        self._last: _Table | None = None
         self.size = 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, change: RawChange, mapping: TableMapping) -> None:
-        last = self._last
-        if last is not None and last[0] is mapping:
-            rows = last[1]
-        else:
-            entry = self._tables.get(mapping.target)
-            if entry is None:
-                entry = self._tables[mapping.target] = (mapping, {})
-            self._last = entry
-            rows = entry[1]
-        key = change.key
-        prev = rows.get(key)
-        if prev is None:
-            self.size += 1
-        op = change.op
+    def add(self, item: RawRows, mapping: TableMapping) -> None:
+        table = self._last
+        if table is None or table.mapping is not mapping:
+            table = self._tables.get(mapping.target)
+            if table is None:
+                table = self._tables[mapping.target] = _Table(mapping, item.names)
+            self._last = table
+        rows, upserted, keys = table.rows, table.upserted, item.keys
+        before = len(rows)
+        op = item.op
         if op == DELETE:
-            rows[key] = (_DELETE, None, None)
-        elif prev is None:
-            rows[key] = (_INSERT if op == INSERT else _UPSERT, change.names, change.values)
+            rows.update(dict.fromkeys(keys))
+            upserted.difference_update(keys)
+            table.deleted = True
+        elif rows.keys().isdisjoint(keys):
+            rows.update(zip(keys, item.fields))
+            if op != INSERT:
+                upserted.update(keys)  # an update of a row the target holds
         else:
-            # An insert after a delete, or an update of a row held: new to the target only if
-            # the batch first saw it inserted and has not deleted it since.
-            rows[key] = (_INSERT if prev[0] == _INSERT else _UPSERT, change.names, change.values)
+            for key, fields in zip(keys, item.fields):
+                prev = rows.get(key, _MISSING)
+                # New to the target only if the batch first saw the key inserted and has not
+                # deleted it since: an insert over a held key (after a delete), an update of an
+                # unseen or deleted row are upserts; an update of a held row keeps its kind.
+                if (prev is not _MISSING) if op == INSERT else (prev is _MISSING or prev is None):
+                    upserted.add(key)
+                rows[key] = fields
+        self.size += len(rows) - before
+        if item.names is not table.names:
+            odd = table.odd
+            if item.names == table.names:
+                for key in keys:
+                    odd.pop(key, None)
+            else:  # the source table's columns changed within the batch
+                for key in keys:
+                    odd[key] = item.names
 
     def drain(self) -> list[RawTableOps]:
         """The netted operations per table, and an empty buffer."""
         out: list[RawTableOps] = []
-        for mapping, rows in self._tables.values():
-            ops = RawTableOps(mapping)
-            deletes, upserts, inserts = ops.deletes, ops.upserts, ops.inserts
-            for key, (kind, names, values) in rows.items():
-                if kind == _INSERT:
-                    inserts.append((names, values))  # type: ignore[arg-type]
-                elif kind == _UPSERT:
-                    upserts.append((names, values))  # type: ignore[arg-type]
-                else:
-                    deletes.append(key)
+        for table in self._tables.values():
+            ops = RawTableOps(table.mapping, table.names)
             out.append(ops)
+            rows, upserted, odd = table.rows, table.upserted, table.odd
+            if not table.deleted and not odd and not upserted:
+                ops.inserts = list(rows.values())  # type: ignore[arg-type]
+                continue
+            if not table.deleted and not odd and len(upserted) == len(rows):
+                ops.upserts = list(rows.values())  # type: ignore[arg-type]
+                continue
+            extra: dict[tuple[str, ...], RawTableOps] = {}
+            for key, fields in rows.items():
+                if fields is None:
+                    ops.deletes.append(key)
+                    continue
+                target = ops
+                if odd and key in odd:
+                    names = odd[key]
+                    target = extra.get(names)  # type: ignore[assignment]
+                    if target is None:
+                        target = extra[names] = RawTableOps(table.mapping, names)
+                (target.upserts if key in upserted else target.inserts).append(fields)
+            out.extend(extra.values())
         self._tables.clear()
         self._last = None
         self.size = 0

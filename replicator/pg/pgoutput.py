@@ -59,7 +59,7 @@ from psycopg.pq import Format
 
 from replicator.errors import DataError, ReplicatorError
 from replicator.pg.passthrough import NULL as _RAW_NULL
-from replicator.pg.passthrough import RawChange
+from replicator.pg.passthrough import RAW_ROWS_MAX, RawKey, RawRows
 from replicator.pg.passthrough import escape as _raw_escape
 from replicator.records import (
     DELETE,
@@ -162,7 +162,10 @@ class Relation:
     transformer: TransformerProto
     passthrough: tuple[int, ...] | None = None
     """Positions of the target key's columns when the table is in passthrough (see
-    :mod:`replicator.pg.passthrough`): its simple changes are emitted as ``RawChange``."""
+    :mod:`replicator.pg.passthrough`): its simple changes are emitted as ``RawRows``."""
+    raw_heads: tuple[bytes, bytes] = (b"", b"")
+    """Passthrough: the first 8 bytes of an Insert and of an Update-without-old-tuple message
+    of this relation (type, OID, 'N', column count), for :func:`_split_row`."""
 
 
 class PgOutputDecoder:
@@ -171,7 +174,7 @@ class PgOutputDecoder:
     Not thread-safe; one decoder per replication stream.
     """
 
-    __slots__ = ("_adapters", "_relations", "_types", "_begin", "_in_tx", "_passthrough")
+    __slots__ = ("_adapters", "_relations", "_types", "_begin", "_in_tx", "_passthrough", "_pending")
 
     def __init__(self) -> None:
         # A private copy-on-write view of psycopg's global adapters: loaders the application
@@ -182,9 +185,10 @@ class PgOutputDecoder:
         self._begin: Begin | None = None  # Begin not yet emitted
         self._in_tx = False
         self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._pending: RawRows | None = None  # passthrough rows not emitted yet
 
     def set_passthrough(self, tables: Mapping[TableId, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
-        """Emit the simple changes of these tables as :class:`~replicator.pg.passthrough.RawChange`.
+        """Emit the simple changes of these tables as :class:`~replicator.pg.passthrough.RawRows`.
 
         ``tables`` maps a table to ``(columns, key)``: its source column names as they were when
         the flow checked it (a Relation message with other columns turns passthrough off for
@@ -219,6 +223,7 @@ class PgOutputDecoder:
         self._types.clear()
         self._begin = None
         self._in_tx = False
+        self._pending = None
 
     # -- decoding --------------------------------------------------------------------------
 
@@ -291,6 +296,10 @@ class PgOutputDecoder:
         begin = self._begin
         self._begin = None
         self._in_tx = False
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            return [pending, commit]  # type: ignore[list-item]
         return [begin, commit] if begin is not None else [commit]
 
     def _emit(self, change: Change) -> list[Item]:
@@ -298,9 +307,37 @@ class PgOutputDecoder:
         if begin is None:
             if not self._in_tx:
                 raise ProtocolError("row change received outside a transaction")
+            pending = self._pending
+            if pending is not None:
+                self._pending = None
+                return [pending, change]  # type: ignore[list-item]
             return [change]
         self._begin = None
         return [begin, change]
+
+    def _raw(self, rel: Relation, op: str, key: RawKey, fields: list[bytes] | None) -> list[Item]:
+        """Add a passthrough row to the pending :class:`RawRows` (same relation, same kind of
+        change); emits what must come before it: the Begin, or the pending group it cannot
+        join. Pending rows go out at the latest with the Commit, which pgoutput sends right
+        after the transaction's last change."""
+        pending = self._pending
+        out: list[Item] = []
+        if pending is not None:
+            if pending.names is rel.names and pending.op == op and len(pending.keys) < RAW_ROWS_MAX:
+                pending.keys.append(key)
+                if fields is not None:
+                    pending.fields.append(fields)
+                return out
+            out.append(pending)  # type: ignore[arg-type]
+        else:
+            begin = self._begin
+            if begin is not None:
+                out.append(begin)
+                self._begin = None
+            elif not self._in_tx:
+                raise ProtocolError("row change received outside a transaction")
+        self._pending = RawRows(rel.table, rel.names, op, [key], [] if fields is None else [fields])
+        return out
 
     # -- schema messages -------------------------------------------------------------------
 
@@ -329,9 +366,12 @@ class PgOutputDecoder:
         tx.set_loader_types([c.type_oid for c in columns], _TEXT)
         names = tuple(c.name for c in columns)
         passthrough = None
+        raw_heads = (b"", b"")
         spec = self._passthrough.get(table)
         if spec is not None and spec[0] == names:
             passthrough = tuple(names.index(n) for n in spec[1])
+            tail = _U32.pack(oid) + b"N" + _I16.pack(len(columns))
+            raw_heads = (b"I" + tail, b"U" + tail)
         return Relation(
             oid=oid,
             table=table,
@@ -341,6 +381,7 @@ class PgOutputDecoder:
             key_names=tuple(c.name for c in columns if c.is_key),
             transformer=tx,
             passthrough=passthrough,
+            raw_heads=raw_heads,
         )
 
     def _type(self, data: bytes) -> None:
@@ -385,11 +426,19 @@ class PgOutputDecoder:
         if rel is None or data[5] != 78:  # 'N'
             raise self._bad_change(data, "Insert", "new tuple 'N'")
         if rel.passthrough is not None:
-            raw = _raw_insert(rel, data)
+            raw = _split_row(rel, data, 0) or _raw_insert(rel, data)
             if raw is not None:
-                if self._begin is None and self._in_tx:
-                    return [raw]  # type: ignore[list-item]
-                return self._emit(raw)  # type: ignore[arg-type]
+                pending = self._pending  # the hot path: append to the pending group of inserts
+                if (
+                    pending is not None
+                    and pending.names is rel.names
+                    and pending.op == INSERT
+                    and len(pending.keys) < RAW_ROWS_MAX
+                ):
+                    pending.keys.append(raw[0])
+                    pending.fields.append(raw[1])
+                    return []
+                return self._raw(rel, INSERT, raw[0], raw[1])
         values, unchanged, _ = _read_tuple(data, 6, rel)
         after = _load_row(rel, values, unchanged)
         key_names = rel.key_names
@@ -400,7 +449,7 @@ class PgOutputDecoder:
         else:
             key = {n: after[n] for n in key_names if n in after}
         change = Change(INSERT, rel.table, key, None, after)
-        if self._begin is None and self._in_tx:
+        if self._begin is None and self._in_tx and self._pending is None:
             return [change]
         return self._emit(change)
 
@@ -415,9 +464,19 @@ class PgOutputDecoder:
         (oid,) = _unpack_u32(data, 1)
         rel = self._rel(oid)
         if rel.passthrough is not None:
-            raw = _raw_update(rel, data)
+            raw = _split_row(rel, data, 1) or _raw_update(rel, data)
             if raw is not None:
-                return self._emit(raw)  # type: ignore[arg-type]
+                pending = self._pending
+                if (
+                    pending is not None
+                    and pending.names is rel.names
+                    and pending.op == UPDATE
+                    and len(pending.keys) < RAW_ROWS_MAX
+                ):
+                    pending.keys.append(raw[0])
+                    pending.fields.append(raw[1])
+                    return []
+                return self._raw(rel, UPDATE, raw[0], raw[1])
         marker = data[5]
         before: Row | None = None
         key: Row | None
@@ -442,9 +501,9 @@ class PgOutputDecoder:
         (oid,) = _unpack_u32(data, 1)
         rel = self._rel(oid)
         if rel.passthrough is not None:
-            raw = _raw_delete(rel, data)
-            if raw is not None:
-                return self._emit(raw)  # type: ignore[arg-type]
+            old_key = _raw_delete(rel, data)
+            if old_key is not None:
+                return self._raw(rel, DELETE, old_key, None)
         marker = data[5]
         if marker != _OLD_KEY and marker != _OLD_FULL:
             raise ProtocolError(f"Delete from {rel.table}: expected old tuple 'K' or 'O'")
@@ -563,6 +622,30 @@ def _read_tuple(
 # -- passthrough (see replicator.pg.passthrough) ---------------------------------------------
 
 
+_SPLIT_SHORT_TEXT = re.compile(rb"t\x00\x00[\x00-\xff][\x00-\xff]").split
+
+
+def _split_row(rel: Relation, data: bytes, which: int) -> tuple[RawKey, list[bytes]] | None:
+    """The common case at C speed: an Insert (``which`` 0) or an Update without old tuple (1)
+    whose values are all text shorter than 64 KiB; None otherwise.
+
+    Every column header is then 't' and a 4-byte length starting with two zero bytes, and text
+    values never contain a zero byte: b"t\\0\\0" occurs exactly at the column headers (or
+    inside the relation OID: then the first part is not the expected 8-byte message head), so
+    one split on the 5-byte headers yields every value. A row with NULLs, unchanged-TOAST or
+    long values has fewer parts and takes the general path.
+    """
+    values = _SPLIT_SHORT_TEXT(data)
+    if len(values) != len(rel.names) + 1 or values[0] != rel.raw_heads[which]:
+        return None
+    del values[0]
+    idx: tuple[int, ...] = rel.passthrough  # type: ignore[assignment]
+    key = values[idx[0]] if len(idx) == 1 else tuple([values[i] for i in idx])
+    if 92 in data or 9 in data or 10 in data or 13 in data:  # backslash, tab, LF, CR
+        values = _raw_fields(data, values, 0)
+    return key, values
+
+
 def _read_raw(data: bytes, pos: int, rel: Relation) -> tuple[list[bytes], int, int]:
     """Read TupleData at ``pos`` as text, unescaped: SQL NULL and unchanged-TOAST values are the
     :data:`~replicator.pg.passthrough.NULL` object. Returns the values, the position after the
@@ -611,17 +694,19 @@ def _raw_key(values: list[bytes], idx: tuple[int, ...]) -> bytes | tuple[bytes, 
     return None if any(v is null for v in key) else key
 
 
-def _raw_fields(values: list[bytes], nulls: int) -> list[bytes]:
-    """The values as COPY text fields: escaped if one holds a backslash, tab, newline or CR
-    (rarely: the check is four scans of the row's text)."""
-    null = _RAW_NULL
-    text = b"".join([v for v in values if v is not null] if nulls else values)
-    if b"\\" in text or b"\t" in text or b"\n" in text or b"\r" in text:
-        return [v if v is null else _raw_escape(v) for v in values]
+def _raw_fields(data: bytes, values: list[bytes], nulls: int) -> list[bytes]:
+    """The values as COPY text fields: escaped if one holds a backslash, tab, newline or CR.
+    Four scans of the message first (its length bytes can match too), then of the text. (An
+    int operand makes ``in`` a plain memchr; a bytes one costs a caught TypeError first.)"""
+    if 92 in data or 9 in data or 10 in data or 13 in data:  # backslash, tab, LF, CR
+        null = _RAW_NULL
+        text = b"".join([v for v in values if v is not null] if nulls else values)
+        if 92 in text or 9 in text or 10 in text or 13 in text:
+            return [v if v is null else _raw_escape(v) for v in values]
     return values
 
 
-def _raw_insert(rel: Relation, data: bytes) -> RawChange | None:
+def _raw_insert(rel: Relation, data: bytes) -> tuple[RawKey, list[bytes]] | None:
     values, _, other = _read_raw(data, 6, rel)
     idx: tuple[int, ...] = rel.passthrough  # type: ignore[assignment]
     if len(idx) == 1:
@@ -632,10 +717,10 @@ def _raw_insert(rel: Relation, data: bytes) -> RawChange | None:
         key = _raw_key(values, idx)
         if key is None:
             return None
-    return RawChange(INSERT, rel.table, rel.names, key, _raw_fields(values, other))  # type: ignore[arg-type]
+    return key, _raw_fields(data, values, other)  # type: ignore[return-value]
 
 
-def _raw_update(rel: Relation, data: bytes) -> RawChange | None:
+def _raw_update(rel: Relation, data: bytes) -> tuple[RawKey, list[bytes]] | None:
     """A full-row update that keeps its key, or None (the normal path handles the rest)."""
     idx: tuple[int, ...] = rel.passthrough  # type: ignore[assignment]
     marker = data[5]
@@ -654,18 +739,15 @@ def _raw_update(rel: Relation, data: bytes) -> RawChange | None:
         return None
     if key is None:
         return None
-    return RawChange(UPDATE, rel.table, rel.names, key, _raw_fields(values, other))
+    return key, _raw_fields(data, values, other)
 
 
-def _raw_delete(rel: Relation, data: bytes) -> RawChange | None:
+def _raw_delete(rel: Relation, data: bytes) -> RawKey | None:
     marker = data[5]
     if marker != _OLD_KEY and marker != _OLD_FULL:
         return None
     old, _, _ = _read_raw(data, 6, rel)
-    key = _raw_key(old, rel.passthrough)  # type: ignore[arg-type]
-    if key is None:
-        return None
-    return RawChange(DELETE, rel.table, rel.names, key, None)
+    return _raw_key(old, rel.passthrough)  # type: ignore[arg-type]
 
 
 def _load_row(rel: Relation, values: list[bytes | None], unchanged: list[int] | None) -> Row:
