@@ -164,3 +164,11 @@ def raise_missing_identity(mapping: TableMapping, column: str) -> None:
         f" {mapping.target}: make the target primary key match the source primary key or set"
         " REPLICA IDENTITY FULL on the source table"
     )
+
+
+def group_by_columns(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
+    """Rows grouped by their column names (one statement or COPY per group)."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(row)
+    return list(groups.items())

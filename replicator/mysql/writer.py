@@ -28,7 +28,7 @@ from typing import Any
 import pymysql
 from pymysql.constants import SERVER_STATUS
 
-from ..batch import TableOps
+from ..batch import TableOps, group_by_columns
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import ColumnInfo, TableInfo
 from ..protocols import Checkpoint
@@ -269,7 +269,7 @@ class MySQLSink:
                 table, key = o.mapping.target, o.mapping.target_key
                 if o.deletes:
                     self._delete(cur, table, key, o.deletes)
-                for cols, rows in _group_by_columns(o.upserts):
+                for cols, rows in group_by_columns(o.upserts):
                     stmt = self.upsert_sql(table, cols, key)
                     enum_cols = self._enum_error_columns(table, cols)
                     odd = [r for r in rows if any(r[c] == "" for c in enum_cols)] if enum_cols else []
@@ -278,7 +278,7 @@ class MySQLSink:
                         self._write_enum_errors(cur, stmt, table, cols, odd, enum_cols)
                     if rows:
                         self._upsert(cur, table, cols, key, rows)
-                for cols, rows in _group_by_columns(o.updates):
+                for cols, rows in group_by_columns(o.updates):
                     set_cols = [c for c in cols if c not in key]
                     if not set_cols:
                         continue
@@ -478,11 +478,3 @@ class _Guard:
             raise TransientError(f"lost the target connection: {msg}") from None
         self.sink.rollback()
         raise DataError(f"the target rejected a write: ({code}) {msg}") from None
-
-
-def _group_by_columns(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    return list(groups.items())
-

@@ -26,7 +26,7 @@ from ..errors import CheckFailed, ReplicatorError, TransientError
 from ..mapping import TableInfo
 from ..records import Begin, Commit, Heartbeat, Item, Position, TableId
 from .catalog import describe_table
-from .conn import connect
+from .conn import connect, first_line
 from .pgoutput import PgOutputDecoder, lsn_to_str, str_to_lsn
 
 _XLOG = struct.Struct(">QQQ")
@@ -38,11 +38,6 @@ STATUS_INTERVAL = 5.0
 
 def _now_us() -> int:
     return int((datetime.now(timezone.utc) - _PG_EPOCH).total_seconds() * 1_000_000)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class PostgresSource:
@@ -75,7 +70,7 @@ class PostgresSource:
             return cur.fetchall() if cur.description else []
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
-            raise TransientError(f"lost the source connection: {_first_line(exc)}") from None
+            raise TransientError(f"lost the source connection: {first_line(exc)}") from None
 
     # -- catalog ---------------------------------------------------------------------------
     def describe(self, table: TableId) -> TableInfo | None:
@@ -83,7 +78,7 @@ class PostgresSource:
             return describe_table(self.conn, table)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
-            raise TransientError(f"lost the source connection: {_first_line(exc)}") from None
+            raise TransientError(f"lost the source connection: {first_line(exc)}") from None
 
     def current_position(self) -> Position:
         row = self._run("SELECT pg_current_wal_lsn()::text")
@@ -138,14 +133,14 @@ class PostgresSource:
                 )
         except psycopg.errors.InsufficientPrivilege as exc:
             raise CheckFailed(
-                f"cannot create publication/slot on the source: {_first_line(exc)}"
+                f"cannot create publication/slot on the source: {first_line(exc)}"
                 " (grant the REPLICATION role attribute and table ownership, or create them yourself)"
             ) from None
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
-            raise CheckFailed(f"cannot create the replication slot: {_first_line(exc)}") from None
+            raise CheckFailed(f"cannot create the replication slot: {first_line(exc)}") from None
         except psycopg.errors.ProgramLimitExceeded as exc:
             raise CheckFailed(
-                f"cannot create the replication slot: {_first_line(exc)} (raise max_replication_slots)"
+                f"cannot create the replication slot: {first_line(exc)} (raise max_replication_slots)"
             ) from None
 
     def drop(self) -> None:
@@ -181,7 +176,7 @@ class PostgresSource:
         try:
             yield from self._stream(repl, start_lsn, stop_at)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise TransientError(f"lost the replication connection: {_first_line(exc)}") from None
+            raise TransientError(f"lost the replication connection: {first_line(exc)}") from None
         finally:
             repl.close()
 

@@ -23,14 +23,14 @@ from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Dumper, PyFormat
 from psycopg.types.json import Json, Jsonb, set_json_dumps
 
-from ..batch import TableOps
+from ..batch import TableOps, group_by_columns
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import TableInfo
 from ..protocols import Checkpoint
 from ..records import AddedColumn, Interval, JsonText, Row, TableId, json_default
 from ..typemap import UnsupportedType, mysql_to_pg
 from .catalog import describe_table
-from .conn import connect
+from .conn import connect, first_line
 from .passthrough import RawTableOps
 
 COPY_CHUNK_ROWS = 2000  # rows per COPY data message in passthrough
@@ -153,10 +153,10 @@ class PostgresSink:
                 if o.deletes:
                     self._delete(table, key, o.deletes)
                 if o.upserts:
-                    for cols, rows in _group_by_columns(o.upserts):
+                    for cols, rows in group_by_columns(o.upserts):
                         self._upsert(table, key, cols, rows)
                 if o.updates:
-                    for cols, rows in _group_by_columns(o.updates):
+                    for cols, rows in group_by_columns(o.updates):
                         self._update(table, key, cols, rows)
                 for old_key, row in o.rekeys:
                     self._rekey(table, key, old_key, row)
@@ -403,10 +403,10 @@ class PostgresSink:
             self.conn.execute(ddl)
             self.conn.commit()
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise TransientError(f"lost the target connection: {_first_line(exc)}") from None
+            raise TransientError(f"lost the target connection: {first_line(exc)}") from None
         except psycopg.Error as exc:
             self.rollback()
-            raise SchemaError(f"{what}: {_first_line(exc)}; change the target by hand, then restart") from None
+            raise SchemaError(f"{what}: {first_line(exc)}; change the target by hand, then restart") from None
         self._stages.clear()
 
     def commit(self, checkpoint: Checkpoint) -> None:
@@ -462,14 +462,9 @@ class _Guard:
         if exc is None or not isinstance(exc, psycopg.Error):
             return
         if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) or self.sink.conn.closed:
-            raise TransientError(f"lost the target connection: {_first_line(exc)}") from None
+            raise TransientError(f"lost the target connection: {first_line(exc)}") from None
         self.sink.rollback()
-        raise DataError(f"the target rejected a write: {_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise DataError(f"the target rejected a write: {first_line(exc)}") from None
 
 
 def _write_fields(copy: psycopg.Copy, rows: list[list[bytes]]) -> None:
@@ -479,10 +474,3 @@ def _write_fields(copy: psycopg.Copy, rows: list[list[bytes]]) -> None:
         chunk = [tab.join(fields) for fields in rows[i : i + COPY_CHUNK_ROWS]]
         chunk.append(b"")
         copy.write(nl.join(chunk))
-
-
-def _group_by_columns(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
-    groups: dict[tuple[str, ...], list[Row]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row), []).append(row)
-    return list(groups.items())
