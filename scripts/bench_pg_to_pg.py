@@ -53,7 +53,7 @@ sys.path.insert(0, str(REPO))
 
 import psycopg  # noqa: E402
 
-from replicator.sandbox import PostgresServer, free_port  # noqa: E402
+from replicator.sandbox import PostgresServer, SandboxError, free_port  # noqa: E402
 
 RESULTS_FILE = REPO / "scripts" / "bench_results_pg_to_pg.md"
 SRC_DB = "bench"
@@ -207,25 +207,41 @@ class Bench:
         self.results = Results()
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-pg2pg-", dir="/tmp"))
         os.chmod(self.workdir, 0o755)
+        try:
+            self._make_servers()
+        except BaseException:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise
+        self.config_path = self.workdir / "replicator.yaml"
+        self.next_id = 1
+        self.max_rss_kb = 0
+
+    def _make_servers(self) -> None:
+        # free_port() can hand out the same port twice in a row: the second server would then
+        # fail to bind while its readiness probe reached the first one. Two distinct ports.
+        src_port = free_port()
+        dst_port = free_port()
+        while dst_port == src_port:
+            dst_port = free_port()
         self.source = PostgresServer(
-            self.workdir / "src", port=free_port(), name="bench_src",
+            self.workdir / "src", port=src_port, name="bench_src",
             settings={"wal_level": "logical"},
         )
         # The launcher starts apply workers at most once per wal_retrieve_retry_interval
         # (5s by default): lowered so ENABLE is not delayed by the previous run's start.
         self.target = PostgresServer(
-            self.workdir / "dst", port=free_port(), name="bench_dst",
+            self.workdir / "dst", port=dst_port, name="bench_dst",
             settings={"wal_level": "replica", "wal_retrieve_retry_interval": "100ms"},
         )
-        self.config_path = self.workdir / "replicator.yaml"
-        self.next_id = 1
-        self.max_rss_kb = 0
 
     # -- setup ---------------------------------------------------------------------------
     def setup(self) -> None:
         log(f"starting servers under {self.workdir}")
         self.source.start()
         self.target.start()
+        dirs = {s.execute("SHOW data_directory")[0][0] for s in (self.source, self.target)}
+        if len(dirs) != 2 or not (self.source.is_running() and self.target.is_running()):
+            raise BenchError(f"source and target are not two running servers (logs under {self.workdir})")
         self.source.create_database(SRC_DB)
         self.target.create_database(REPL_DB)
         self.target.create_database(NATIVE_DB)
@@ -320,10 +336,12 @@ class Bench:
 
     def run_native(self, last_lsn: str) -> float:
         """Enable the subscription, wait until it applied the transaction containing ``last_lsn``."""
+        log_offset = self.target.log_path.stat().st_size
         with connect(self.target, NATIVE_DB) as poll:
             t0 = time.perf_counter()
             poll.execute(f"ALTER SUBSCRIPTION {NATIVE_SUB} ENABLE")
             deadline = t0 + CATCHUP_TIMEOUT
+            next_log_check = t0 + 1.0
             while True:
                 row = poll.execute(
                     "SELECT pg_replication_origin_progress(%s, false) > %s::pg_lsn",
@@ -331,11 +349,19 @@ class Bench:
                 ).fetchone()
                 if row and row[0]:
                     break
-                if time.perf_counter() > deadline:
+                now = time.perf_counter()
+                if now > deadline:
                     raise BenchError(
                         f"native subscription did not catch up in {CATCHUP_TIMEOUT}s"
                         f" (see {self.target.log_path})"
                     )
+                if now > next_log_check:  # an apply worker that fails retries forever: fail fast
+                    next_log_check = now + 1.0
+                    with self.target.log_path.open("rb") as fh:
+                        fh.seek(log_offset)
+                        errors = [ln for ln in fh.read().decode(errors="replace").splitlines() if "ERROR:" in ln]
+                    if errors:
+                        raise BenchError(f"native subscription failed on the target: {errors[0]}")
                 time.sleep(POLL)
             elapsed = time.perf_counter() - t0
         self.native_disable()
@@ -532,10 +558,14 @@ def main() -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
-    bench = Bench(args.rows, args.repeat, args.keep, args.batch_rows)
+    try:
+        bench = Bench(args.rows, args.repeat, args.keep, args.batch_rows)
+    except SandboxError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
     try:
         report = bench.run()
-    except BenchError as exc:
+    except (BenchError, SandboxError, psycopg.Error) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

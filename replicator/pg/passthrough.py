@@ -6,8 +6,9 @@ same column types on both sides and no value transform, converting each value to
 and back (psycopg loaders, then dumpers) is pure overhead -- by far the largest share of the
 per-row CPU time. In passthrough the decoder emits :class:`RawRows` records (rows as lists of
 COPY text fields, plus their keys as raw text), :class:`RawBatch` nets them per key exactly like
-:class:`~replicator.batch.Batch` does, and the PostgreSQL sink writes them with COPY (straight into
-the table for rows new to the target, through its staging table and an upsert otherwise).
+:class:`~replicator.batch.Batch` does, and the PostgreSQL sink writes them with COPY: straight into
+the table for rows new to the target (an upsert if a key is there after all), else into its
+staging table, then one ``UPDATE … FROM`` the stage and an insert of the rows it did not find.
 
 Only the simple, common shapes take this path: inserts, updates whose key did not change and
 that carry every column, deletes. Everything else (a key change, an unchanged-TOAST column,
