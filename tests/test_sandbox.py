@@ -278,3 +278,10 @@ def test_sandbox_processes_belong_to_the_right_users(pg_source: Any, mariadb: An
     assert pg_source.pid is not None and mariadb.pid is not None
     assert os.stat(f"/proc/{pg_source.pid}").st_uid != 0  # PostgreSQL never runs as root
     assert os.stat(f"/proc/{mariadb.pid}").st_uid == 0
+
+
+def test_free_port_never_hands_out_the_same_port_twice() -> None:
+    from replicator.sandbox import free_port
+
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
