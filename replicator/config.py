@@ -98,7 +98,7 @@ class Config(_Model):
     systems: dict[str, SystemConfig] = Field(min_length=1)
     flows: list[FlowConfig] = Field(min_length=1)
     state_schema: str = "_replicator"
-    log_format: Literal["auto", "human", "json"] = "auto"
+    log_format: Literal["auto", "human", "logfmt", "json"] = "auto"
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
