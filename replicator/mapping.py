@@ -8,7 +8,7 @@ exactly the row the target considers the same.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .errors import SchemaError
@@ -112,6 +112,3 @@ class TableMapping:
             )
         self.target_key = target.primary_key
 
-
-def key_of(row: Row, key: Sequence[str]) -> tuple[object, ...]:
-    return tuple(row[k] for k in key)

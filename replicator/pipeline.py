@@ -356,7 +356,7 @@ class FlowRunner:
         writer = Writer()
         reader = Prefetcher(
             source.stream(start, self._stop_at),
-            getattr(source, "interrupt", lambda: None),
+            source.interrupt,
             max_rows=max(2 * max_rows, 10_000),  # read ahead while the target applies a batch
         )
         try:
@@ -500,6 +500,12 @@ class FlowRunner:
             name = mapping.renames.get(col.name, col.name)
             sink.modify_column(mapping.target, name, col, engine)
             self.log.info("target follows source DDL", table=str(mapping.target), modified=name)
+        for dropped in change.dropped:
+            self.log.info(
+                "source column dropped; the target keeps its column (new rows leave it NULL or default)",
+                table=str(mapping.target),
+                column=mapping.renames.get(dropped, dropped),
+            )
         refreshed = sink.describe(mapping.target)
         assert refreshed is not None
         mapping.refresh_target(refreshed)

@@ -74,6 +74,9 @@ class Source(Protocol):
     def stream(self, start: Position | None, stop_at: Position | None) -> Iterator[Item]:
         """Committed transactions after ``start``; Heartbeats while idle; ends at ``stop_at``."""
 
+    def interrupt(self) -> None:
+        """Make a running :meth:`stream` return soon (called from another thread)."""
+
     def acknowledge(self, position: Position) -> None:
         """The target durably holds everything up to ``position``: the source may discard it."""
 
