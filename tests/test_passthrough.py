@@ -14,6 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgoutput_messages import UNCHANGED, cstr, msg_begin, msg_commit, msg_delete, msg_insert, msg_update, oid, tuple_data
+
 from replicator.config import TableConfig
 from replicator.mapping import ColumnInfo, TableInfo, TableMapping
 from replicator.pg.passthrough import (
@@ -29,20 +31,7 @@ from replicator.records import Begin, Change, Commit, Item, TableId
 
 T = TableId("public", "items")
 NAMES = ("id", "name", "note")
-UNCHANGED = object()
-
-
-def oid(name: str) -> int:
-    info = psycopg.postgres.types.get(name)
-    assert info is not None
-    return info.oid
-
-
-def cstr(text: str) -> bytes:
-    return text.encode() + b"\0"
-
-
-def msg_relation(rel_oid: int, names: tuple[str, ...] = NAMES) -> bytes:
+def relation(rel_oid: int, names: tuple[str, ...] = NAMES) -> bytes:
     cols = [(n, oid("int8") if n == "id" else oid("text"), n == "id") for n in names]
     out = b"R" + struct.pack(">I", rel_oid) + cstr("public") + cstr("items") + b"d"
     out += struct.pack(">h", len(cols))
@@ -51,46 +40,30 @@ def msg_relation(rel_oid: int, names: tuple[str, ...] = NAMES) -> bytes:
     return out
 
 
-def tuple_data(values: list[Any]) -> bytes:
-    out = struct.pack(">h", len(values))
-    for v in values:
-        if v is None:
-            out += b"n"
-        elif v is UNCHANGED:
-            out += b"u"
-        else:
-            raw = v.encode() if isinstance(v, str) else v
-            out += b"t" + struct.pack(">i", len(raw)) + raw
-    return out
-
-
 def begin(xid: int = 7) -> bytes:
-    return b"B" + struct.pack(">QqI", 100, 0, xid)
+    return msg_begin(100, 0, xid)
 
 
 def commit(end: int = 200) -> bytes:
-    return b"C" + struct.pack(">BQQq", 0, 150, end, 0)
+    return msg_commit(150, end, 0)
 
 
 def insert(rel: int, row: list[Any]) -> bytes:
-    return b"I" + struct.pack(">I", rel) + b"N" + tuple_data(row)
+    return msg_insert(rel, row)
 
 
 def update(rel: int, row: list[Any], old: list[Any] | None = None, kind: bytes = b"K") -> bytes:
-    out = b"U" + struct.pack(">I", rel)
-    if old is not None:
-        out += kind + tuple_data(old)
-    return out + b"N" + tuple_data(row)
+    return msg_update(rel, row, old, kind)
 
 
 def delete(rel: int, old: list[Any], kind: bytes = b"K") -> bytes:
-    return b"D" + struct.pack(">I", rel) + kind + tuple_data(old)
+    return msg_delete(rel, old, kind)
 
 
 def decoder(rel: int = 16400, names: tuple[str, ...] = NAMES) -> PgOutputDecoder:
     d = PgOutputDecoder()
     d.set_passthrough({T: (NAMES, ("id",))})
-    assert d.decode(msg_relation(rel, names)) == []
+    assert d.decode(relation(rel, names)) == []
     return d
 
 
