@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .config import Config, FlowConfig
 from .errors import ReplicatorError
 from .mapping import TableMapping
-from .pipeline import open_sink, open_source
+from .binding import open_sink, open_source
 from .pg.conn import connect
 
 

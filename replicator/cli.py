@@ -155,6 +155,54 @@ def checkpoint_show(ctx: click.Context, flow_name: str | None, as_json: bool) ->
 
 
 @cli.command()
+@click.option("--flow", "flows", multiple=True, help="Only this flow (repeatable; default: every flow with the tables).")
+@click.option("--table", "tables", multiple=True, help="Only this table (repeatable): a refresh; the flow keeps streaming the others.")
+@click.option("--schema-only", is_flag=True, help="Print the target tables' DDL and create the missing ones; copy no rows.")
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64), help="Tables / key ranges copied in parallel.")
+@click.pass_context
+@handle_errors
+def snapshot(ctx: click.Context, flows: tuple[str, ...], tables: tuple[str, ...], schema_only: bool, workers: int) -> None:
+    """Copy the flows' tables as of one consistent instant; `run` continues from there.
+
+    Missing target tables are created first. If `run` is active for the flow, the running
+    process does the copy (asked through the target's state tables) and this command waits.
+    """
+    from .progress import progress_for
+    from .schema import create_missing
+    from .snapshot import has_table, select_tables, snapshot_flow
+
+    config = _config(ctx)
+    if flows:
+        selected = [config.flow(name) for name in flows]
+    elif tables:
+        selected = [f for f in config.flows if any(has_table(config, f, t) for t in tables)]
+        if not selected:
+            _fail(f"no flow has the table(s) {', '.join(tables)}", 2, config.secrets())
+    else:
+        selected = list(config.flows)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    for flow in selected:
+        chosen = select_tables(config, flow, [t for t in tables if has_table(config, flow, t)] if not flows else list(tables))
+        for plan in create_missing(config, flow, chosen):
+            if plan.exists:
+                click.echo(f"-- {flow.name}: target table {plan.target} exists (left as it is)")
+                continue
+            click.echo(f"-- {flow.name}: created target table {plan.target} (from source {plan.source})")
+            for note in plan.notes:
+                click.echo(f"--   note: {note}")
+            if plan.schema_sql:
+                click.echo(plan.schema_sql + ";")
+            click.echo(plan.sql + ";")
+        if schema_only:
+            continue
+        outcomes = snapshot_flow(config, flow, chosen, progress=progress_for(flow.name), stop=stop, workers=workers)
+        for o in outcomes:
+            took = f" in {o.seconds:.1f} s ({o.rows / o.seconds:,.0f} rows/s)" if o.seconds else ""
+            click.echo(f"{flow.name}: {o.table}: {o.rows} rows copied{took}; streaming takes over after {o.position}")
+
+
+@cli.command()
 @click.option("--rows", default=2000, show_default=True, help="Rows of sample data per table.")
 @handle_errors
 def demo(rows: int) -> None:

@@ -69,6 +69,7 @@ class FlowConfig(_Model):
     publication: str | None = None
     server_id: int | None = Field(default=None, ge=1, le=4294967295)
     zero_dates: Literal["error", "null"] = "error"
+    snapshot: Literal["initial", "never"] = "initial"
 
     @field_validator("zero_dates", mode="before")
     @classmethod

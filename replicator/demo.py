@@ -195,7 +195,7 @@ def run_demo(rows: int = 2000, seed: int = 7) -> None:
             click.echo("Starting the flows shop → crm (contacts, orders, inventory) and crm → shop (users)…")
             for thread in threads:
                 thread.start()
-            _wait_until_started(pg, my, [f.name for f in config.flows], stop)
+            _wait_until_started(pg, my, {f.name: len(f.tables) for f in config.flows}, stop)
             t0 = time.monotonic()
             click.echo(f"Writing to both while the flows run ({rows} contacts and more)…")
             done = _workload(pg, rows, rng)
@@ -211,13 +211,18 @@ def run_demo(rows: int = 2000, seed: int = 7) -> None:
             _report(runners, done, results, elapsed)
 
 
-def _wait_until_started(pg: PostgresServer, my: MariaDBServer, flows: list[str], stop: threading.Event) -> None:
-    """Each flow has stored its start position on its target once it streams."""
+def _wait_until_started(pg: PostgresServer, my: MariaDBServer, flows: dict[str, int], stop: threading.Event) -> None:
+    """Each flow streams once it stored its start position and copied its tables (the initial
+    snapshot): from then on every change made is one the flow applies."""
+    done = "SELECT flow FROM _replicator.snapshots WHERE status = 'done' GROUP BY flow HAVING count(*) = {n}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not stop.is_set():
-        started = {str(r[0]) for r in my.execute("SELECT flow FROM _replicator.checkpoints", db="crm")} if _has_state(my) else set()
-        if _pg_has_state(pg):
-            started |= {str(r[0]) for r in pg.execute("SELECT flow FROM _replicator.checkpoints", dbname="shop")}
+        started: set[str] = set()
+        for flow, n in flows.items():
+            if _has_state(my):
+                started |= {str(r[0]) for r in my.execute(done.format(n=n), db="crm") if r[0] == flow}
+            if _pg_has_state(pg):
+                started |= {str(r[0]) for r in pg.execute(done.format(n=n), dbname="shop") if r[0] == flow}
         if set(flows) <= started:
             return
         time.sleep(0.1)
@@ -227,12 +232,12 @@ def _wait_until_started(pg: PostgresServer, my: MariaDBServer, flows: list[str],
 
 def _has_state(my: MariaDBServer) -> bool:
     return bool(my.execute(
-        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_replicator' AND TABLE_NAME = 'checkpoints'"
+        "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = '_replicator' AND TABLE_NAME = 'snapshots'"
     ))
 
 
 def _pg_has_state(pg: PostgresServer) -> bool:
-    return bool(pg.execute("SELECT to_regclass('_replicator.checkpoints')::text", dbname="shop")[0][0])
+    return bool(pg.execute("SELECT to_regclass('_replicator.snapshots')::text", dbname="shop")[0][0])
 
 
 def _wait_equal(pg: PostgresServer, my: MariaDBServer, stop: threading.Event) -> list[tuple[str, int, bool]]:

@@ -29,39 +29,23 @@ from datetime import datetime
 import structlog
 
 from .batch import Batch
-from .pg.passthrough import RawBatch, RawRows, passthrough_key
+from .binding import BoundTable, bind_tables, ensure_checkpoint, open_sink, open_source
 from .config import Config, FlowConfig
 from .errors import ReplicatorError, SchemaError, TransientError
 from .mapping import TableMapping
+from .pg.passthrough import RawBatch, RawRows
+from .progress import LogProgress
 from .protocols import Checkpoint, Sink, Source
 from .records import Begin, Change, Commit, Heartbeat, Item, Position, SchemaChange, TableId
+from .snapshot import SnapshotGate, Snapshotter
+from .snapstate import FlowLock, SnapshotState
 
 log = structlog.get_logger("replicator")
 
 IDLE_CHECKPOINT_SECONDS = 10.0
+REQUEST_POLL_SECONDS = 2.0  # how often a running flow looks for `snapshot --table` requests
+SNAPSHOT_WORKERS = 4
 _END = object()
-
-
-def open_source(config: Config, flow: FlowConfig) -> Source:
-    system = config.systems[flow.source]
-    if system.engine == "postgresql":
-        from .pg.source import PostgresSource
-
-        return PostgresSource(system.url, flow.slot_name, flow.publication_name)
-    from .mysql.source import MySQLSource
-
-    return MySQLSource(system.url, flow.name, server_id=flow.server_id, zero_dates=flow.zero_dates)
-
-
-def open_sink(config: Config, flow: FlowConfig) -> Sink:
-    system = config.systems[flow.target]
-    if system.engine == "postgresql":
-        from .pg.writer import PostgresSink
-
-        return PostgresSink(system.url, config.state_schema)
-    from .mysql.writer import open_mysql_sink
-
-    return open_mysql_sink(system.url, config.state_schema)
 
 
 class Prefetcher:
@@ -233,6 +217,9 @@ class FlowRunner:
         # Tables streamed as raw text (PostgreSQL -> PostgreSQL, see replicator.pg.passthrough):
         # table -> (source column names, source columns of the target key).
         self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._bound: list[BoundTable] = []
+        self._snapshots: list[threading.Thread] = []  # copying threads of this session
+        self._snapshot_stop = threading.Event()
 
     # -- outer loop: retries -----------------------------------------------------------------
     def run(self) -> None:
@@ -253,56 +240,92 @@ class FlowRunner:
     # -- one connected session ---------------------------------------------------------------
     def _session(self) -> bool:
         """Returns True when the flow is finished (``--once`` caught up, or stopped)."""
+        lock = FlowLock(self.config.systems[self.flow.target].url, self.flow.name)
+        if not lock.acquire():
+            raise ReplicatorError(
+                f"flow {self.flow.name} is already running: another replicator process holds its"
+                " lock on the target (stop it first)"
+            )
         sink = open_sink(self.config, self.flow)
         source: Source | None = None
+        self._snapshot_stop = threading.Event()
+        self._snapshots = []
         try:
             source = open_source(self.config, self.flow)
             sink.ensure_state()
-            mappings = self._bind(source, sink)
+            state = SnapshotState(sink.conn, self.config.state_schema)
+            state.ensure()
+            sink.conn.commit()
+            if self.flow.snapshot == "initial":
+                from .schema import create_missing
+
+                for plan in create_missing(self.config, self.flow):
+                    if not plan.exists:
+                        self.log.info("created target table", table=str(plan.target), source=str(plan.source))
+            self._bound = bind_tables(self.config, self.flow, source, sink)
+            mappings = {b.mapping.source: b.mapping for b in self._bound}
+            self._passthrough = {
+                b.mapping.source: (b.source.column_names, b.passthrough)
+                for b in self._bound if b.passthrough is not None
+            }
             if self._passthrough and hasattr(sink, "apply_raw") and hasattr(source, "set_passthrough"):
                 source.set_passthrough(self._passthrough)
             source.prepare([m.source for m in mappings.values()])
-            checkpoint = sink.read_checkpoint(self.flow.name)
-            if checkpoint is None:
-                # Record where this flow starts before streaming, so that changes made while
-                # it is down are never skipped (the snapshot phase will replace this).
-                first = source.initial_position()
-                checkpoint = Checkpoint(self.flow.name, source.format_position(first), None, 0, 0)
-                sink.commit(checkpoint)
-                checkpoint = sink.read_checkpoint(self.flow.name)
-                assert checkpoint is not None
+            checkpoint = ensure_checkpoint(self.flow, source, sink)
             start = source.parse_position(checkpoint.position)
             if self.once and self._stop_at is None:
                 self._stop_at = source.current_position()
-            return self._stream(source, sink, checkpoint, start, mappings)
+            gate = SnapshotGate(source.covered)
+            states = state.load(self.flow.name)
+            sink.conn.commit()
+            todo: list[BoundTable] = []
+            for b in self._bound:
+                st = states.get(b.name)
+                if st is not None and st.status == "done" and st.position is not None:
+                    gate.positions[b.mapping.source] = source.parse_position(st.position)
+                elif st is not None or self.flow.snapshot == "initial":
+                    todo.append(b)  # never copied, interrupted, or requested
+            gate.passed(start)
+            self._start_snapshot(todo, gate, source)
+            return self._stream(source, sink, checkpoint, start, mappings, gate, lock)
         finally:
+            self._snapshot_stop.set()
+            for thread in self._snapshots:
+                thread.join()
             sink.rollback()
             sink.close()
             if source is not None:
                 source.close()
+            lock.release()
 
-    def _bind(self, source: Source, sink: Sink) -> dict[TableId, TableMapping]:
-        """Check every table on both sides before anything is written."""
-        mappings: dict[TableId, TableMapping] = {}
-        self._passthrough = {}
-        for table in self.flow.tables:
-            src = self.config.source_table(self.flow, table)
-            dst = self.config.target_table(self.flow, table)
-            src_info = source.describe(src)
-            if src_info is None:
-                raise SchemaError(f"flow {self.flow.name}: source table {src} does not exist")
-            dst_info = sink.describe(dst)
-            if dst_info is None:
-                raise SchemaError(
-                    f"flow {self.flow.name}: target table {dst} does not exist: create it first"
-                )
-            mapping = TableMapping(src, dst, table.columns)
-            mapping.bind(src_info, dst_info)
-            mappings[src] = mapping
-            key = passthrough_key(table, mapping, src_info, dst_info)
-            if key is not None:
-                self._passthrough[src] = (src_info.column_names, key)
-        return mappings
+    def _start_snapshot(self, tables: list[BoundTable], gate: SnapshotGate, source: Source) -> None:
+        """Copy ``tables`` in a background thread; their changes wait at the gate meanwhile."""
+        if not tables:
+            return
+        for b in tables:
+            gate.hold(b.mapping.source)
+        snapshotter = Snapshotter(
+            self.config, self.flow, lambda: open_sink(self.config, self.flow),
+            progress=LogProgress(self.flow.name), stop=self._snapshot_stop, workers=SNAPSHOT_WORKERS,
+        )
+
+        def work() -> None:
+            try:
+                snapshotter.run(tables, source.format_position, gate.release)
+            except BaseException as exc:  # handed to the pipeline through the gate
+                gate.fail(exc)
+
+        thread = threading.Thread(target=work, name=f"snapshot-{self.flow.name}", daemon=True)
+        self._snapshots.append(thread)
+        thread.start()
+
+    def _requested(self, lock: FlowLock, gate: SnapshotGate) -> list[BoundTable]:
+        """Tables ``replicator snapshot --table`` asked this running flow to copy again."""
+        states = lock.state(self.config.state_schema).load(self.flow.name)
+        return [
+            b for b in self._bound
+            if (st := states.get(b.name)) is not None and st.status == "requested" and not gate.is_held(b.mapping.source)
+        ]
 
     def _stream(
         self,
@@ -311,6 +334,8 @@ class FlowRunner:
         checkpoint: Checkpoint | None,
         start: Position | None,
         mappings: dict[TableId, TableMapping],
+        gate: SnapshotGate,
+        lock: FlowLock,
     ) -> bool:
         flow = self.flow
         max_rows = flow.batch.max_rows
@@ -319,6 +344,7 @@ class FlowRunner:
         txns_total = checkpoint.transactions_applied if checkpoint else 0
         committed_pos: Position | None = start
         if self._stop_at is not None and start is not None and start >= self._stop_at:
+            gate.wait_all(self.stop)  # --once: nothing to stream, but finish the copies
             return True
 
         batch = Batch()
@@ -334,6 +360,23 @@ class FlowRunner:
         commit_time: datetime | None = checkpoint.source_commit_time if checkpoint else None
         oldest_pending = 0.0
         last_checkpoint_write = time.monotonic()
+        next_poll = time.monotonic() + REQUEST_POLL_SECONDS
+        gated = bool(gate.positions or gate.busy)  # snapshots to join in this transaction
+        txn_position: Position | None = None
+
+        def admit(table: TableId, mapping: TableMapping | None) -> TableMapping | None:
+            """The mapping if this transaction's changes to ``table`` are to be applied; None if
+            the table's snapshot holds them. Waits while the table is being copied."""
+            if mapping is None:
+                return None
+            if gate.is_held(table):
+                self.log.info("waiting for the snapshot of a table before applying its changes", table=str(table))
+                if not gate.wait(table, self.stop):
+                    raise _Stopped
+            snap = gate.positions.get(table)
+            if snap is not None and txn_position is not None and gate.covered(txn_position, snap):
+                return None
+            return mapping
 
         def commit() -> None:
             nonlocal pending_changes, pending_txns, changes_total, txns_total, committed_pos
@@ -362,6 +405,17 @@ class FlowRunner:
         try:
             while True:
                 writer.check()
+                if gate.error is not None:
+                    raise gate.error
+                if not in_txn and time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + REQUEST_POLL_SECONDS
+                    requested = self._requested(lock, gate)
+                    if requested:
+                        if position != committed_pos:
+                            commit()
+                        writer.finish()  # nothing of these tables is left uncommitted
+                        self._start_snapshot(requested, gate, source)
+                        gated = True
                 if self.stop.is_set():
                     if not in_txn and position != committed_pos:
                         commit()
@@ -373,6 +427,8 @@ class FlowRunner:
                 try:
                     chunk = reader.get(timeout=wait)
                 except StopIteration:
+                    if gate.busy and not gate.wait_all(self.stop):
+                        return writer.finish()
                     if position != committed_pos:
                         commit()
                     return writer.finish()
@@ -387,6 +443,8 @@ class FlowRunner:
                         table = item.table  # type: ignore[union-attr]
                         if table is not last_table:
                             last_table, last_mapping = table, mappings.get(table)
+                            if gated:
+                                last_mapping = admit(table, last_mapping)
                         if last_mapping is None:
                             continue
                         if batch_used:  # keep the order: earlier normal changes go first
@@ -405,6 +463,8 @@ class FlowRunner:
                         table = item.table  # type: ignore[union-attr]
                         if table is not last_table:
                             last_table, last_mapping = table, mappings.get(table)
+                            if gated:
+                                last_mapping = admit(table, last_mapping)
                         if last_mapping is None:
                             continue
                         batch.add(item, last_mapping)  # type: ignore[arg-type]
@@ -414,6 +474,9 @@ class FlowRunner:
                     elif kind is Begin:
                         in_txn = True
                         txn_changes = 0
+                        last_table = None  # snapshots are joined per transaction
+                        txn_position = item.position  # type: ignore[union-attr]
+                        gated = bool(gate.positions or gate.busy)
                     elif kind is Commit:
                         in_txn = False
                         position = item.position  # type: ignore[union-attr]
@@ -427,9 +490,13 @@ class FlowRunner:
                             pending_txns and time.monotonic() - oldest_pending >= max_delay
                         ):
                             commit()
+                        if gated and gate.positions:
+                            gate.passed(position)
                     elif kind is SchemaChange:
                         mapping = mappings.get(item.table)  # type: ignore[union-attr]
                         if mapping is not None:
+                            if gate.is_held(mapping.source) and not gate.wait(mapping.source, self.stop):
+                                raise _Stopped
                             if pending_txns:
                                 commit()  # a MySQL target commits implicitly on DDL
                             writer.finish()  # the sink is the writer's until it is idle
@@ -442,6 +509,8 @@ class FlowRunner:
                             self.once or time.monotonic() - last_checkpoint_write >= IDLE_CHECKPOINT_SECONDS
                         ):
                             commit()
+        except _Stopped:  # stopped while waiting for a snapshot: the open transaction is dropped
+            return writer.finish()
         finally:
             reader.close()
             writer.close()
@@ -509,6 +578,10 @@ class FlowRunner:
         refreshed = sink.describe(mapping.target)
         assert refreshed is not None
         mapping.refresh_target(refreshed)
+
+
+class _Stopped(Exception):
+    """Stop requested while the pipeline waited for a snapshot in mid-transaction."""
 
 
 def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: threading.Event) -> list[tuple[str, BaseException]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .batch import TableOps
 from .mapping import TableInfo
@@ -31,6 +31,8 @@ class Checkpoint:
 
 class Sink(Protocol):
     """A target database. Every write must be idempotent (upsert/delete by key)."""
+
+    conn: Any  # the DB-API connection (snapshots write their progress rows through it)
 
     def ensure_state(self) -> None:
         """Create the state schema/tables if missing."""
@@ -79,6 +81,10 @@ class Source(Protocol):
 
     def acknowledge(self, position: Position) -> None:
         """The target durably holds everything up to ``position``: the source may discard it."""
+
+    def covered(self, transaction: Position, snapshot: Position) -> bool:
+        """Whether a snapshot taken at ``snapshot`` already holds the transaction whose
+        :attr:`~replicator.records.Begin.position` is ``transaction``."""
 
     def format_position(self, position: Position) -> str: ...
 

@@ -131,12 +131,16 @@ class Begin:
 
     Transactions are streamed, never held whole: a 10M-row transaction is a Begin, 10M Changes
     and a Commit, so memory stays bounded. ``origin`` names the replication origin that wrote
-    the transaction, if any (the loop guard uses it).
+    the transaction, if any (the loop guard uses it). ``position`` identifies the transaction
+    in the source's order before its changes arrive (PostgreSQL: the commit record's LSN;
+    MariaDB: its GTID): :meth:`~replicator.protocols.Source.covered` tells from it whether a
+    snapshot already holds the transaction's changes.
     """
 
     xid: int
     commit_time: datetime | None
     origin: str | None = None
+    position: Any = None
 
 
 @dataclass(slots=True)

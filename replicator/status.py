@@ -6,7 +6,7 @@ from typing import Any
 
 from .config import Config, FlowConfig
 from .errors import ReplicatorError
-from .pipeline import open_sink, open_source
+from .binding import open_sink, open_source
 
 
 def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, Any]]:

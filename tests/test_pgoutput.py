@@ -339,13 +339,13 @@ T_ALL_ROW_2 = {name: None for name in T_ALL_ROW_1} | {
 }
 
 EXPECTED_CAPTURED: list[Item] = [
-    Begin(733, at(50, 68384)),
+    Begin(733, at(50, 68384), position=0x1550148),
     Change("c", T_ALL, {"id": 1}, None, T_ALL_ROW_1),
     Commit(0x1550178, at(50, 68384)),
-    Begin(734, at(50, 68566)),
+    Begin(734, at(50, 68566), position=0x1550208),
     Change("c", T_ALL, {"id": 2}, None, T_ALL_ROW_2),
     Commit(0x1550238, at(50, 68566)),
-    Begin(735, at(50, 68991)),
+    Begin(735, at(50, 68991), position=0x15518a8),
     Change(
         "c",
         ITEMS,
@@ -355,11 +355,11 @@ EXPECTED_CAPTURED: list[Item] = [
     ),
     Commit(0x15518D8, at(50, 68991)),
     # UPDATE inv.items SET qty = 11: the TOASTed doc is unchanged ('u'): absent, not None.
-    Begin(736, at(50, 69308)),
+    Begin(736, at(50, 69308), position=0x1551970),
     Change("u", ITEMS, {"sku": "A-1", "wh": 1}, None, {"sku": "A-1", "wh": 1, "qty": 11}, partial=True),
     Commit(0x15519A0, at(50, 69308)),
     # UPDATE inv.items SET wh = 2: key change -> old key 'K'; qty/doc arrive as 'n' there.
-    Begin(737, at(50, 69660)),
+    Begin(737, at(50, 69660), position=0x1551a88),
     Change(
         "u",
         ITEMS,
@@ -369,31 +369,31 @@ EXPECTED_CAPTURED: list[Item] = [
         partial=True,
     ),
     Commit(0x1551AB8, at(50, 69660)),
-    Begin(738, at(50, 69844)),
+    Begin(738, at(50, 69844), position=0x1551ba8),
     Change("d", ITEMS, {"sku": "A-1", "wh": 2}, {"sku": "A-1", "wh": 2}, None),
     Commit(0x1551BD8, at(50, 69844)),
     # REPLICA IDENTITY FULL: every column is flagged as identity, old rows come whole ('O').
-    Begin(739, at(50, 70180)),
+    Begin(739, at(50, 70180), position=0x1551cc0),
     Change("c", FULL_T, {"id": 5, "note": "n1"}, None, {"id": 5, "note": "n1"}),
     Commit(0x1551CF0, at(50, 70180)),
-    Begin(740, at(50, 70334)),
+    Begin(740, at(50, 70334), position=0x1551d50),
     Change("u", FULL_T, {"id": 5, "note": "n1"}, {"id": 5, "note": "n1"}, {"id": 5, "note": None}),
     Commit(0x1551D80, at(50, 70334)),
-    Begin(741, at(50, 70388)),
+    Begin(741, at(50, 70388), position=0x1551dc8),
     Change("d", FULL_T, {"id": 5, "note": None}, {"id": 5, "note": None}, None),
     Commit(0x1551DF8, at(50, 70388)),
-    Begin(742, at(50, 71350)),
+    Begin(742, at(50, 71350), position=0x15534f0),
     Change("t", ITEMS, None, None, None),
     Change("t", FULL_T, None, None, None),
     Commit(0x1553790, at(50, 71350)),
-    Begin(744, at(50, 72087), origin="other"),
+    Begin(744, at(50, 72087), origin="other", position=0x1553ae0),
     Change("c", FULL_T, {"id": 6, "note": "from other"}, None, {"id": 6, "note": "from other"}),
     Commit(0x1553B28, at(50, 72087)),
     # A transaction holding only a logical message: Begin + Commit, the message is skipped.
-    Begin(745, at(50, 72575)),
+    Begin(745, at(50, 72575), position=0x1553b68),
     Commit(0x1553B98, at(50, 72575)),
     # ALTER TABLE ... ADD COLUMN: a new Relation message for the same OID replaces the old one.
-    Begin(747, at(50, 72832)),
+    Begin(747, at(50, 72832), position=0x1553fc8),
     Change(
         "c",
         FULL_T,
@@ -491,7 +491,7 @@ def test_captured_domains_and_infinity() -> None:
         ["1", "{1,NULL}", "{sad,NULL}", "2024-05-06 07:08:09+00", "2024-05-06 07:08:09", None],
     )
     assert decoder.decode(ok) == [
-        Begin(751, at(42, 828172, minute=6)),
+        Begin(751, at(42, 828172, minute=6), position=0x155c248),
         Change(
             "c",
             T_DOM,
@@ -596,7 +596,7 @@ def test_begin_is_emitted_with_first_change_and_carries_origin() -> None:
     assert decoder.decode(REL_MSG) == []  # Relation messages may arrive inside a transaction
     out = decoder.decode(msg_insert(REL, ["1", "a", None]))
     assert out == [
-        Begin(42, T0, origin="replicator_b"),
+        Begin(42, T0, origin="replicator_b", position=0x10),
         Change("c", TBL, {"id": 1}, None, {"id": 1, "name": "a", "doc": None}),
     ]
     out2 = decoder.decode(msg_insert(REL, ["2", "b", "[]"]))
@@ -608,18 +608,18 @@ def test_begin_is_emitted_with_first_change_and_carries_origin() -> None:
 def test_empty_transaction_yields_begin_and_commit() -> None:
     decoder = PgOutputDecoder()
     assert decoder.decode(msg_begin(0x20, ts_us(T0), 7)) == []
-    assert decoder.decode(msg_commit(0x20, 0x48, ts_us(T0))) == [Begin(7, T0), Commit(0x48, T0)]
+    assert decoder.decode(msg_commit(0x20, 0x48, ts_us(T0))) == [Begin(7, T0, position=0x20), Commit(0x48, T0)]
 
 
 def test_commit_time_conversion() -> None:
     decoder = PgOutputDecoder()
     decoder.decode(msg_begin(1, 0, 1))
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
-    assert decoder.decode(msg_commit(1, 2, 0)) == [Begin(1, epoch), Commit(2, epoch)]
+    assert decoder.decode(msg_commit(1, 2, 0)) == [Begin(1, epoch, position=1), Commit(2, epoch)]
     decoder.decode(msg_begin(3, -1, 2))
     before_epoch = datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
     assert decoder.decode(msg_commit(3, 0xFFFFFFFF00000001, -1)) == [
-        Begin(2, before_epoch),
+        Begin(2, before_epoch, position=3),
         Commit(0xFFFFFFFF00000001, before_epoch),
     ]
 
@@ -629,14 +629,14 @@ def test_logical_messages_are_ignored() -> None:
     assert decoder.decode(msg_message(False, 5, "pfx", b"outside")) == []
     decoder.decode(msg_begin(0x10, ts_us(T0), 1))
     assert decoder.decode(msg_message(True, 5, "pfx", b"inside")) == []
-    assert decoder.decode(msg_commit(0x10, 0x20, ts_us(T0))) == [Begin(1, T0), Commit(0x20, T0)]
+    assert decoder.decode(msg_commit(0x10, 0x20, ts_us(T0))) == [Begin(1, T0, position=0x10), Commit(0x20, T0)]
 
 
 def test_memoryview_input() -> None:
     decoder = started(msg_begin(1, ts_us(T0), 1))
     out = decoder.decode(memoryview(b"junk" + msg_insert(REL, ["1", "x", "{}"]))[4:])
     assert out == [
-        Begin(1, T0),
+        Begin(1, T0, position=1),
         Change("c", TBL, {"id": 1}, None, {"id": 1, "name": "x", "doc": {}}),
     ]
 
@@ -706,7 +706,7 @@ def test_relation_redefinition_replaces_cached_relation() -> None:
         ("id", "label"),
     )
     assert decoder.decode(msg_insert(REL, ["9", "x"])) == [
-        Begin(1, T0),
+        Begin(1, T0, position=1),
         Change("c", TableId("app", "t_renamed"), {"id": 9}, None, {"id": 9, "label": "x"}),
     ]
     with pytest.raises(ProtocolError, match="has 3 columns, but its Relation message has 2"):
@@ -720,7 +720,7 @@ def test_relation_in_pg_catalog_and_without_identity() -> None:
     assert decoder.relations[77].replica_identity == "nothing"
     # No identity column: key is None (not an empty dict).
     assert decoder.decode(msg_insert(77, ["x"])) == [
-        Begin(1, T0),
+        Begin(1, T0, position=1),
         Change("c", TableId("pg_catalog", "weird"), None, None, {"v": "x"}),
     ]
 
@@ -880,7 +880,7 @@ def test_truncate_two_relations() -> None:
     decoder = PgOutputDecoder()
     decode_all(decoder, [KEYED_REL, REL_MSG, msg_begin(1, ts_us(T0), 3)])
     assert decoder.decode(msg_truncate([KEYED, REL], options=3)) == [
-        Begin(3, T0),
+        Begin(3, T0, position=1),
         Change("t", KTBL, None, None, None),
         Change("t", TBL, None, None, None),
     ]

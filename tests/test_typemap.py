@@ -1,10 +1,10 @@
-"""The MySQL → PostgreSQL type map, as a table of input → expected output."""
+"""The type maps (MySQL → PostgreSQL, PostgreSQL → MySQL/MariaDB), as tables of input → expected output."""
 
 from __future__ import annotations
 
 import pytest
 
-from replicator.typemap import UnsupportedType, mysql_to_pg
+from replicator.typemap import UnsupportedType, mysql_to_pg, pg_to_mysql, target_type
 
 CASES = [
     ("tinyint(4)", "smallint"),
@@ -55,3 +55,94 @@ def test_mysql_type_maps_to_a_postgres_type_holding_every_value(mysql: str, pg: 
 def test_unknown_type_is_a_clear_error() -> None:
     with pytest.raises(UnsupportedType, match="no PostgreSQL type for the MySQL type 'vector"):
         mysql_to_pg("vector(3)")
+
+
+# PostgreSQL → MySQL/MariaDB: the type that holds every value as the MySQL writer sends it
+PG_CASES = [
+    ("smallint", "SMALLINT"),
+    ("integer", "INT"),
+    ("bigint", "BIGINT"),
+    ("numeric(12,2)", "DECIMAL(12,2)"),
+    ("numeric(65,30)", "DECIMAL(65,30)"),
+    ("numeric(10)", "DECIMAL(10,0)"),
+    ("numeric", "DECIMAL(65,30)"),
+    ("real", "FLOAT"),
+    ("double precision", "DOUBLE"),
+    ("text", "LONGTEXT"),
+    ("character varying(20)", "VARCHAR(20)"),
+    ("character varying(255)", "VARCHAR(255)"),
+    ("character varying(256)", "LONGTEXT"),
+    ("character varying", "LONGTEXT"),
+    ("character(5)", "CHAR(5)"),
+    ("character(300)", "LONGTEXT"),
+    ("boolean", "BOOL"),
+    ("date", "DATE"),
+    ("time without time zone", "TIME(6)"),
+    ("time(3) without time zone", "TIME(3)"),
+    ("timestamp without time zone", "DATETIME(6)"),
+    ("timestamp(0) without time zone", "DATETIME(0)"),
+    ("timestamp with time zone", "DATETIME(6)"),
+    ("timestamp(3) with time zone", "DATETIME(3)"),
+    ("json", "JSON"),
+    ("jsonb", "JSON"),
+    ("bytea", "LONGBLOB"),
+    ("uuid", "CHAR(36)"),
+    ("integer[]", "JSON"),
+    ("text[]", "JSON"),
+    ("character varying(10)[]", "JSON"),
+    ("boolean[]", "JSON"),
+]
+
+PG_KEY_CASES = [
+    ("text", "VARCHAR(255)"),
+    ("character varying", "VARCHAR(255)"),
+    ("character varying(1000)", "VARCHAR(1000)"),
+    ("bytea", "VARBINARY(255)"),
+    ("integer", "INT"),
+]
+
+PG_UNSUPPORTED = [
+    "interval", "time with time zone", "time(3) with time zone", "money", "inet", "cidr", "macaddr",
+    "bit(3)", "bit varying(5)", "xml", "tsvector", "point", "int4range", '"char"', "mood",
+    "numeric(70,2)", "numeric(40,35)",
+    "numeric[]", "real[]", "date[]", "timestamp with time zone[]", "jsonb[]", "json[]",
+]
+
+
+@pytest.mark.parametrize(("pg", "mysql"), PG_CASES)
+def test_postgres_type_maps_to_a_mysql_type_holding_every_value(pg: str, mysql: str) -> None:
+    assert pg_to_mysql(pg) == mysql
+
+
+@pytest.mark.parametrize(("pg", "mysql"), PG_KEY_CASES)
+def test_postgres_key_column_gets_a_type_mysql_can_index(pg: str, mysql: str) -> None:
+    assert pg_to_mysql(pg, key=True) == mysql
+
+
+@pytest.mark.parametrize("pg", PG_UNSUPPORTED)
+def test_postgres_type_without_an_exact_mysql_home_is_a_clear_error(pg: str) -> None:
+    with pytest.raises(UnsupportedType, match="no MySQL/MariaDB type"):
+        pg_to_mysql(pg)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "declared", "expected"),
+    [
+        ("postgresql", "postgresql", "interval", "interval"),
+        ("postgresql", "postgresql", "numeric", "numeric"),
+        ("mysql", "mysql", "int(10) unsigned", "int(10) unsigned"),
+        ("mysql", "mysql", "json", "json"),
+        ("mysql", "postgresql", "int(10) unsigned", "bigint"),
+        ("postgresql", "mysql", "timestamp with time zone", "DATETIME(6)"),
+    ],
+)
+def test_target_type_keeps_the_declared_type_on_the_same_engine(
+    source: str, target: str, declared: str, expected: str
+) -> None:
+    assert target_type(declared, source, target) == expected
+
+
+def test_unsupported_type_is_a_schema_error_the_cli_reports_in_one_line() -> None:
+    from replicator.errors import SchemaError
+
+    assert issubclass(UnsupportedType, SchemaError) and issubclass(UnsupportedType, ValueError)

@@ -162,6 +162,14 @@ class MySQLSource:
     def acknowledge(self, position: Position) -> None:
         """Nothing to tell a MySQL server: binlog retention is its own (expire_logs_days)."""
 
+    def covered(self, transaction: Position, snapshot: Position) -> bool:
+        """A transaction (its GTID, as Begin carries it) is in a snapshot taken at a GTID state
+        when that state has reached its sequence number in its domain."""
+        if transaction is None or not isinstance(snapshot, MariaGtid):
+            return False
+        domain, _server, seq = transaction
+        return bool(snapshot.seq(domain) >= seq)
+
     def format_position(self, position: Position) -> str:
         return str(position)
 
@@ -264,7 +272,7 @@ class MySQLSource:
                             if layout is not None:
                                 if not began:
                                     began = True
-                                    yield Begin(gtid[2] if gtid else 0, commit_time)
+                                    yield Begin(gtid[2] if gtid else 0, commit_time, None, gtid)
                                 yield from state.changes(rkind, data[layout[0] : len(data) - state.checksum], layout[1])
                                 continue
                     elif etype == _TABLE_MAP_EVENT and from_bytes(data[20:26], "little") in reader.table_map:
@@ -292,7 +300,7 @@ class MySQLSource:
                     continue
                 if not began:
                     began = True
-                    yield Begin(gtid[2] if gtid else 0, commit_time)
+                    yield Begin(gtid[2] if gtid else 0, commit_time, None, gtid)
                 body, ncols = rows_body(ev)
                 yield from state.changes(_KINDS[kind], body, ncols)
                 continue
@@ -316,7 +324,7 @@ class MySQLSource:
                 if truncated is not None and truncated in synced:
                     if not began:
                         began = True
-                        yield Begin(gtid[2] if gtid else 0, commit_time)
+                        yield Begin(gtid[2] if gtid else 0, commit_time, None, gtid)
                     yield Change(TRUNCATE, truncated, None, None, None)
                 elif _is_dml(query) and schema in {t.schema for t in synced}:
                     raise DataError(

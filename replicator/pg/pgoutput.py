@@ -277,8 +277,8 @@ class PgOutputDecoder:
             raise ProtocolError(
                 "Begin received inside a transaction (call reset() on a new session)"
             )
-        _final_lsn, ts, xid = _BEGIN.unpack_from(data, 1)
-        self._begin = Begin(xid=xid, commit_time=_pg_timestamp(ts))
+        final_lsn, ts, xid = _BEGIN.unpack_from(data, 1)
+        self._begin = Begin(xid=xid, commit_time=_pg_timestamp(ts), position=final_lsn)
         self._in_tx = True
         return []
 
@@ -551,14 +551,20 @@ class _ExactInterval(Loader):
         return Interval(self._base.load(data), bytes(data).decode())
 
 
-def _private_adapters() -> AdaptersMap:
-    """A copy-on-write view of psycopg's adapters with the loaders that keep every value."""
-    adapters = AdaptersMap(psycopg.adapters)
+def use_exact_loaders(adapters: AdaptersMap) -> None:
+    """Register the loaders that keep every value (JSON null, interval text) on ``adapters``
+    (a connection's, for a snapshot read that must give what streaming gives)."""
     for name, wrapper in (("json", _KeepJsonNull), ("jsonb", _KeepJsonNull), ("interval", _ExactInterval)):
         info = adapters.types[name]
         base = adapters.get_loader(info.oid, _TEXT)
         if base is not None:
             adapters.register_loader(info.oid, type(wrapper.__name__, (wrapper,), {"base": base}))
+
+
+def _private_adapters() -> AdaptersMap:
+    """A copy-on-write view of psycopg's adapters with the loaders that keep every value."""
+    adapters = AdaptersMap(psycopg.adapters)
+    use_exact_loaders(adapters)
     return adapters
 
 

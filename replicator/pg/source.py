@@ -155,6 +155,11 @@ class PostgresSource:
             if position > self._ack:
                 self._ack = position
 
+    def covered(self, transaction: Position, snapshot: Position) -> bool:
+        """A transaction is in an exported snapshot exactly when its commit record starts
+        before the snapshot's consistent point (logical decoding's own rule)."""
+        return bool(transaction < snapshot)
+
     def format_position(self, position: Position) -> str:
         return lsn_to_str(position)
 

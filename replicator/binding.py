@@ -1,0 +1,90 @@
+"""A flow's two ends: opening its source and sink, binding its tables, its first checkpoint.
+
+Streaming and snapshots both start here, so both refuse the same misfits (a missing table, a
+mapped column that does not exist, a target key not fed by the source) before writing
+anything, with the same messages, and both record the flow's start position the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Config, FlowConfig, TableConfig
+from .errors import SchemaError
+from .mapping import TableInfo, TableMapping
+from .pg.passthrough import passthrough_key
+from .protocols import Checkpoint, Sink, Source
+
+
+def open_source(config: Config, flow: FlowConfig) -> Source:
+    system = config.systems[flow.source]
+    if system.engine == "postgresql":
+        from .pg.source import PostgresSource
+
+        return PostgresSource(system.url, flow.slot_name, flow.publication_name)
+    from .mysql.source import MySQLSource
+
+    return MySQLSource(system.url, flow.name, server_id=flow.server_id, zero_dates=flow.zero_dates)
+
+
+def open_sink(config: Config, flow: FlowConfig) -> Sink:
+    system = config.systems[flow.target]
+    if system.engine == "postgresql":
+        from .pg.writer import PostgresSink
+
+        return PostgresSink(system.url, config.state_schema)
+    from .mysql.writer import open_mysql_sink
+
+    return open_mysql_sink(system.url, config.state_schema)
+
+
+def ensure_checkpoint(flow: FlowConfig, source: Source, sink: Sink) -> Checkpoint:
+    """The flow's committed checkpoint; for a new flow, where it starts, recorded first, so
+    that changes made while it is down (or being snapshotted) are never skipped."""
+    checkpoint = sink.read_checkpoint(flow.name)
+    if checkpoint is None:
+        first = source.initial_position()
+        sink.commit(Checkpoint(flow.name, source.format_position(first), None, 0, 0))
+        checkpoint = sink.read_checkpoint(flow.name)
+        assert checkpoint is not None
+    return checkpoint
+
+
+@dataclass
+class BoundTable:
+    config: TableConfig
+    mapping: TableMapping
+    source: TableInfo
+    target: TableInfo
+    passthrough: tuple[str, ...] | None  # PostgreSQL -> PostgreSQL raw text: the key's source columns
+
+    @property
+    def name(self) -> str:
+        return str(self.mapping.source)
+
+
+def bind_tables(
+    config: Config, flow: FlowConfig, source: Source, sink: Sink, tables: list[TableConfig] | None = None
+) -> list[BoundTable]:
+    """Describe every table on both sides and bind its mapping; raises SchemaError."""
+    same_engine_pg = (
+        config.systems[flow.source].engine == "postgresql" and config.systems[flow.target].engine == "postgresql"
+    )
+    bound: list[BoundTable] = []
+    for table in tables if tables is not None else flow.tables:
+        src = config.source_table(flow, table)
+        dst = config.target_table(flow, table)
+        src_info = source.describe(src)
+        if src_info is None:
+            raise SchemaError(f"flow {flow.name}: source table {src} does not exist")
+        dst_info = sink.describe(dst)
+        if dst_info is None:
+            raise SchemaError(
+                f"flow {flow.name}: target table {dst} does not exist: create it first"
+                " (or run `replicator snapshot`, which creates missing target tables)"
+            )
+        mapping = TableMapping(src, dst, table.columns)
+        mapping.bind(src_info, dst_info)
+        key = passthrough_key(table, mapping, src_info, dst_info) if same_engine_pg else None
+        bound.append(BoundTable(table, mapping, src_info, dst_info, key))
+    return bound
