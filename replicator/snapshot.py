@@ -310,14 +310,20 @@ class Snapshotter:
         yields each chunk's row count with its transaction still open."""
         mapping = b.mapping
         source_rows = reader.rows(conn, b.source, columns, part)
+        copy_rows = getattr(sink, "copy_rows", None)  # a COPY into the emptied table, if the sink has one
+        target_cols = [mapping.target_name(c) for c in columns]
         while True:
             self._check_stop()
-            chunk = [mapping.map_row(dict(zip(columns, values))) for values in islice(source_rows, self.chunk_rows)]
-            if not chunk:
-                return
-            sink.apply([TableOps(mapping, upserts=chunk)])
-            yield len(chunk)
-            if len(chunk) < self.chunk_rows:
+            if copy_rows is not None:
+                n = copy_rows(mapping.target, target_cols, islice(source_rows, self.chunk_rows))
+            else:
+                chunk = [mapping.map_row(dict(zip(columns, values))) for values in islice(source_rows, self.chunk_rows)]
+                n = len(chunk)
+                if chunk:
+                    sink.apply([TableOps(mapping, upserts=chunk)])
+            if n:
+                yield n
+            if n < self.chunk_rows:
                 return
 
     def _raw_chunks(self, reader: Any, conn: Any, sink: Sink, b: BoundTable,

@@ -83,6 +83,7 @@ def _time(v: Any) -> timedelta:
 
 
 def _float(v: Any) -> float:
+    # Read as CAST(col AS DOUBLE) (see select_list): FLOAT's own text has 6 digits only.
     return float(_F32.unpack(_F32.pack(float(_text(v))))[0])
 
 
@@ -102,11 +103,15 @@ def _bytes(v: Any) -> bytes:
     return bytes(v) if isinstance(v, (bytes, bytearray)) else str(v).encode()
 
 
+def _base_type(column: ColumnInfo) -> str:
+    m = _TYPE.match(column.type.lower())
+    return m.group(1) if m else column.type.lower()
+
+
 def converter_for(column: ColumnInfo, mysql_json: bool = False) -> Callable[[Any], Any]:
     """The text/bytes → value converter giving what :class:`RowDecoder` gives."""
     ctype = column.type.lower()
-    m = _TYPE.match(ctype)
-    base = m.group(1) if m else ctype
+    base = _base_type(column)
     if base in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"):
         return lambda v: int(_text(v))
     if base in ("decimal", "numeric"):
@@ -137,6 +142,15 @@ def converter_for(column: ColumnInfo, mysql_json: bool = False) -> Callable[[Any
             return lambda v: json.loads(_text(v))
         return lambda v: JsonText(_text(v))
     return _text  # char, varchar, text types, enum, set
+
+
+def select_list(info: TableInfo, columns: tuple[str, ...]) -> str:
+    """The columns to SELECT; FLOAT columns widened to DOUBLE, whose text is exact (the text
+    of a FLOAT has six significant digits: 16777217 would read back as 16777200)."""
+    by_name = {c.name: c for c in info.columns}
+    return ", ".join(
+        f"CAST({quote(c)} AS DOUBLE)" if _base_type(by_name[c]) == "float" else quote(c) for c in columns
+    )
 
 
 class MariaDBSnapshotReader:
@@ -196,7 +210,7 @@ class MariaDBSnapshotReader:
         pairs = list(zip(range(len(columns)), convs))
         null_bad = self.zero_dates == "null"
         with conn.cursor() as cur:
-            cur.execute(f"SELECT {', '.join(map(quote, columns))} FROM {qtable(info.table)}")
+            cur.execute(f"SELECT {select_list(info, columns)} FROM {qtable(info.table)}")
             for raw in cur.fetchall_unbuffered():
                 try:
                     yield tuple(None if raw[i] is None else conv(raw[i]) for i, conv in pairs)

@@ -13,7 +13,7 @@ were already checked on the source, so a batch's per-table order cannot violate 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -275,6 +275,21 @@ class PostgresSink:
             sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key),
         )
         self.conn.execute(stmt, [*self._params(table, cols, [row])[0], *old_key])
+
+    def copy_rows(self, table: TableId, cols: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """COPY value tuples (in ``cols`` order) straight into ``table`` inside the open
+        transaction: a snapshot's load of a table it emptied (no key can conflict). Values
+        are dumped by the target column's type, as the upsert path's COPY does."""
+        n = 0
+        with self._guard(), self.conn.cursor().copy(
+            sql.SQL("COPY {} ({}) FROM STDIN").format(_ident(table), _cols(cols))
+        ) as copy:
+            copy.set_types([self._copy_oid(self._type(table, c)[0]) for c in cols])
+            write = copy.write_row
+            for row in rows:
+                write(row)
+                n += 1
+        return n
 
     # -- passthrough: rows as COPY text fields (see replicator.pg.passthrough) ---------------
     def apply_raw(self, ops: list[RawTableOps]) -> None:
