@@ -57,6 +57,7 @@ class BoundTable:
     source: TableInfo
     target: TableInfo
     passthrough: tuple[str, ...] | None  # PostgreSQL -> PostgreSQL raw text: the key's source columns
+    same_types: bool = False  # same engine, every column of the very same type, no transform
 
     @property
     def name(self) -> str:
@@ -67,9 +68,8 @@ def bind_tables(
     config: Config, flow: FlowConfig, source: Source, sink: Sink, tables: list[TableConfig] | None = None
 ) -> list[BoundTable]:
     """Describe every table on both sides and bind its mapping; raises SchemaError."""
-    same_engine_pg = (
-        config.systems[flow.source].engine == "postgresql" and config.systems[flow.target].engine == "postgresql"
-    )
+    same_engine = config.systems[flow.source].engine == config.systems[flow.target].engine
+    same_engine_pg = same_engine and config.systems[flow.source].engine == "postgresql"
     bound: list[BoundTable] = []
     for table in tables if tables is not None else flow.tables:
         src = config.source_table(flow, table)
@@ -86,5 +86,13 @@ def bind_tables(
         mapping = TableMapping(src, dst, table.columns)
         mapping.bind(src_info, dst_info)
         key = passthrough_key(table, mapping, src_info, dst_info) if same_engine_pg else None
-        bound.append(BoundTable(table, mapping, src_info, dst_info, key))
+        bound.append(BoundTable(table, mapping, src_info, dst_info, key, same_engine and _same_types(table, mapping, src_info, dst_info)))
     return bound
+
+
+def _same_types(table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo) -> bool:
+    """Every source column lands in a target column of the very same declared type."""
+    if not table.model_fields_set <= {"source", "target", "columns"}:
+        return False
+    types = {c.name: c.type for c in target.columns}
+    return all(types.get(mapping.target_name(c.name)) == c.type for c in source.columns)

@@ -152,6 +152,14 @@ def checkpoint_show(ctx: click.Context, flow_name: str | None, as_json: bool) ->
         click.echo(f"  source now        {r['source_position']}")
         if r["lag_bytes"] is not None:
             click.echo(f"  lag               {r['lag_bytes']} bytes of WAL")
+        for snap in r["snapshots"]:
+            if snap["status"] == "done":
+                what = f"copied {snap['rows_copied']} rows, streaming after {snap['position']}"
+            elif snap["status"] == "copying":
+                what = f"copying: {snap['rows_copied']} of about {snap['rows_estimated']} rows"
+            else:
+                what = "requested (the running flow will copy it)"
+            click.echo(f"  snapshot          {snap['table']}: {what}")
 
 
 @cli.command()
@@ -211,6 +219,33 @@ def demo(rows: int) -> None:
 
     rlog.setup("logfmt")
     run_demo(rows)
+
+
+@cli.command()
+@click.option("--flow", "flows", multiple=True, help="Verify only this flow (repeatable).")
+@click.option("--table", "tables", multiple=True, help="Only this table, by source or target name (repeatable).")
+@click.option("--chunk-size", default=10_000, show_default=True, type=click.IntRange(min=1), help="Rows per checksum chunk.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def verify(ctx: click.Context, flows: tuple[str, ...], tables: tuple[str, ...], chunk_size: int, as_json: bool) -> None:
+    """Compare source and target after the mapping: row counts, chunk checksums, differing keys; exit 1 if not equal."""
+    from .verify import format_report, reports_json, select_tables, verify_flow
+
+    config = _config(ctx)
+    selected = [config.flow(name) for name in flows] if flows else list(config.flows)
+    if tables:
+        unknown = [t for t in tables if not any(select_tables(config, f, [t]) for f in selected)]
+        if unknown:
+            raise ConfigError(f"no table {', '.join(map(repr, unknown))} in the flow(s) {', '.join(f.name for f in selected)}")
+        selected = [f for f in selected if select_tables(config, f, tables)]
+    reports = [r for f in selected for r in verify_flow(config, f, tables or None, chunk_size=chunk_size)]
+    if as_json:
+        click.echo(scrub(json.dumps(reports_json(reports), indent=2, default=str), config.secrets()))
+    else:
+        click.echo(scrub(format_report(reports), config.secrets()))
+    if not all(r.equal for r in reports):
+        sys.exit(1)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ log = structlog.get_logger("replicator")
 IDLE_CHECKPOINT_SECONDS = 10.0
 REQUEST_POLL_SECONDS = 2.0  # how often a running flow looks for `snapshot --table` requests
 SNAPSHOT_WORKERS = 4
+LOCK_WAIT_SECONDS = 10.0  # a killed predecessor's lock lives until its server notices
 _END = object()
 
 
@@ -241,7 +242,7 @@ class FlowRunner:
     def _session(self) -> bool:
         """Returns True when the flow is finished (``--once`` caught up, or stopped)."""
         lock = FlowLock(self.config.systems[self.flow.target].url, self.flow.name)
-        if not lock.acquire():
+        if not lock.acquire(wait=LOCK_WAIT_SECONDS):
             raise ReplicatorError(
                 f"flow {self.flow.name} is already running: another replicator process holds its"
                 " lock on the target (stop it first)"

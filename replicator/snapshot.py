@@ -46,7 +46,7 @@ from .errors import ConfigError, ReplicatorError
 from .progress import Progress
 from .protocols import Sink
 from .records import Position, TableId
-from .snapstate import SnapshotState, TableSnapshotState
+from .snapstate import FlowLock, SnapshotState, TableSnapshotState
 
 log = structlog.get_logger("replicator")
 
@@ -282,16 +282,28 @@ class Snapshotter:
         conn, position = reader.reader()
         try:
             sink.describe(b.mapping.target)
-            state = SnapshotState(sink.conn, self.config.state_schema)  # type: ignore[attr-defined]
             columns = b.source.column_names
             if b.passthrough is not None and hasattr(reader, "raw_rows"):
-                chunks = self._raw_chunks(reader, conn, sink, b, columns, part)
-            else:
-                chunks = self._decoded_chunks(reader, conn, sink, b, columns, part)
-            for rows in chunks:
-                state.chunk_done(self.flow.name, b.name, rows)
-                sink.conn.commit()  # type: ignore[attr-defined]
-                self.progress.advance(b.name, rows)
+                self._commit_chunks(b, sink.conn, self._raw_chunks(reader, conn, sink, b, columns, part))
+                return position
+            if self._loads_text(b):
+                from .mysql.load import LoadRejected
+
+                try:
+                    self._load_data(reader, conn, b, columns)
+                    return position
+                except LoadRejected as exc:
+                    # A value LOAD DATA would not take as it is: copy again, value by value,
+                    # under a new snapshot (the exact path reports such values properly).
+                    self.log.info("text load refused; copying the table value by value", table=b.name, why=str(exc))
+                    conn.close()
+                    conn, position = reader.reader()
+                    _truncate(sink, b.mapping.target)
+                    SnapshotState(sink.conn, self.config.state_schema).start(
+                        self.flow.name, b.name, None, plan.estimate
+                    )
+                    sink.conn.commit()
+            self._commit_chunks(b, sink.conn, self._decoded_chunks(reader, conn, sink, b, columns, part))
             return position
         finally:
             try:
@@ -299,6 +311,47 @@ class Snapshotter:
             finally:
                 sink.rollback()
                 sink.close()
+
+    def _commit_chunks(self, b: BoundTable, target: Any, chunks: Iterator[int]) -> None:
+        """Each chunk's rows are in ``target``'s open transaction: add the progress row, commit."""
+        state = SnapshotState(target, self.config.state_schema)
+        for rows in chunks:
+            state.chunk_done(self.flow.name, b.name, rows)
+            target.commit()
+            self.progress.advance(b.name, rows)
+
+    def _loads_text(self, b: BoundTable) -> bool:
+        """MariaDB -> MariaDB, same column types: rows travel as LOAD DATA text."""
+        if not b.same_types:
+            return False
+        if self.config.systems[self.flow.source].engine != "mysql" or self.config.systems[self.flow.target].engine != "mysql":
+            return False
+        from .mysql.load import supported
+
+        return supported(b.source)
+
+    def _load_data(self, reader: Any, conn: Any, b: BoundTable, columns: tuple[str, ...]) -> None:
+        from .mysql.load import load_chunk, source_lines
+        from .mysql.writer import connect, session_setup
+
+        target = connect(self.config.systems[self.flow.target].url, autocommit=False, local_infile=True)
+        try:
+            session_setup(target)
+            lines = source_lines(conn, b.source, columns)
+            target_cols = [b.mapping.target_name(c) for c in columns]
+
+            def chunks() -> Iterator[int]:
+                while True:
+                    self._check_stop()
+                    n = load_chunk(target, b.mapping.target, target_cols, lines, self.chunk_rows)
+                    if n:
+                        yield n
+                    if n < self.chunk_rows:
+                        return
+
+            self._commit_chunks(b, target, chunks())
+        finally:
+            target.close()
 
     def _check_stop(self) -> None:
         if self._abort.is_set() or self.stop.is_set():
@@ -399,13 +452,15 @@ def snapshot_flow(
     holds the flow's lock), ask it to copy them instead and wait until it has: the running
     pipeline is the one place that can join a copy with its stream."""
     from .binding import bind_tables, ensure_checkpoint, open_sink, open_source
-    from .snapstate import FlowLock
 
     stop = stop or threading.Event()
     names = [str(config.source_table(flow, t)) for t in tables]
     lock = FlowLock(config.systems[flow.target].url, flow.name)
-    if not lock.acquire():
-        return _request(config, flow, names, progress, stop, wait_seconds)
+    if not lock.acquire(wait=3.0):
+        outcome = _request(config, flow, names, progress, stop, wait_seconds, lock)
+        if outcome is not None:
+            return outcome
+        # the running flow stopped before copying: this process holds the lock now
     sink = open_sink(config, flow)
     source = open_source(config, flow)
     try:
@@ -439,7 +494,9 @@ def _outcome(st: TableSnapshotState, elapsed: float | None = None) -> TableOutco
 
 
 def _request(config: Config, flow: FlowConfig, names: list[str], progress: Progress,
-             stop: threading.Event, wait_seconds: float) -> list[TableOutcome]:
+             stop: threading.Event, wait_seconds: float, lock: FlowLock) -> list[TableOutcome] | None:
+    """Ask the running flow to copy ``names`` and wait for it; None if the flow stopped
+    (``lock`` is then held by this process)."""
     from .binding import open_sink
 
     sink = open_sink(config, flow)
@@ -467,7 +524,11 @@ def _request(config: Config, flow: FlowConfig, names: list[str], progress: Progr
             if all(states.get(n) is not None and states[n].status == "done" for n in names):
                 for name in names:
                     progress.finish(name)
+                progress.close()
                 return [_outcome(states[n]) for n in names]
+            if not any(states.get(n) is not None and states[n].status == "copying" for n in names) \
+                    and lock.acquire():
+                return None  # nobody is running the flow any more
             if stop.is_set() or time.monotonic() > deadline:
                 raise ReplicatorError(
                     "gave up waiting for the running flow to copy the tables (they stay requested;"
@@ -475,6 +536,5 @@ def _request(config: Config, flow: FlowConfig, names: list[str], progress: Progr
                 )
             time.sleep(0.5)
     finally:
-        progress.close()
         sink.rollback()
         sink.close()

@@ -23,6 +23,7 @@ the running process.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -188,8 +189,18 @@ class FlowLock:
         self.conn: Any = None
         self.is_pg = parse(url).engine == "postgresql"
 
-    def acquire(self) -> bool:
-        """True if this process now holds the lock; False if another session holds it."""
+    def acquire(self, wait: float = 0.0) -> bool:
+        """True if this process now holds the lock; False if another session still holds it
+        after ``wait`` seconds (a process killed a moment ago may hold it until its server
+        notices the closed connection)."""
+        deadline = time.monotonic() + wait
+        while not self._try():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def _try(self) -> bool:
         if self.is_pg:
             from .pg.conn import connect as pg_connect
 

@@ -7,6 +7,7 @@ from typing import Any
 from .config import Config, FlowConfig
 from .errors import ReplicatorError
 from .binding import open_sink, open_source
+from .snapstate import SnapshotState
 
 
 def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, Any]]:
@@ -16,6 +17,10 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
         try:
             sink.ensure_state()
             cp = sink.read_checkpoint(flow.name)
+            state = SnapshotState(sink.conn, config.state_schema)
+            state.ensure()
+            snapshots = state.load(flow.name)
+            sink.conn.commit()
         finally:
             sink.close()
         source = open_source(config, flow)
@@ -42,6 +47,17 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
                 "transactions_applied": cp.transactions_applied if cp else 0,
                 "source_position": now_text,
                 "lag_bytes": lag,
+                "snapshots": [
+                    {
+                        "table": st.table,
+                        "status": st.status,
+                        "position": st.position,
+                        "rows_copied": st.rows_copied,
+                        "rows_estimated": st.rows_estimated,
+                        "finished_at": st.finished_at.isoformat() if st.finished_at else None,
+                    }
+                    for st in sorted(snapshots.values(), key=lambda st: st.table)
+                ],
             }
         )
     return rows

@@ -8,6 +8,10 @@ usual types directly, exactly as pymysql would, and hands anything else to pymys
 Values are converted per *target column type* once per column (JSON columns get JSON text,
 timezone-aware datetimes become UTC, UUIDs text, booleans 0/1), and the session runs in UTC
 with strict SQL mode, so a value the column cannot hold is an error, never a silent truncation.
+The rows of one upsert are rendered by a function generated per table and column list
+(:func:`_row_renderer`): one loop over the rows with the common value types written inline
+(the same text as :func:`sql_literal`), everything else through it; that halves the writer's
+CPU time per row.
 
 MySQL and MariaDB differ only in the upsert's reference to the new row: MariaDB keeps
 ``VALUES(col)``, MySQL ≥ 8.0.20 wants a row alias. :class:`MariaDBSink` overrides just that.
@@ -146,8 +150,59 @@ def sql_literal(conn: Any) -> Callable[[Any], str]:
     return literal
 
 
-def _then(first: Callable[[Any], Any], literal: Callable[[Any], str]) -> Callable[[Any], str]:
-    return lambda value: literal(first(value))
+Renderer = Callable[[list[Row]], list[str]]
+
+
+def _row_renderer(
+    cols: Sequence[str], converters: Sequence[Callable[[Any], Any]], literal: Callable[[Any], str], backslashes: bool
+) -> Renderer:
+    """A function turning rows into their ``(v1,v2,…)`` texts for a multi-row statement.
+
+    Generated once per table and column list (as :func:`replicator.mysql.rows._row_reader`):
+    one loop over the rows, and per column the value types that need no conversion written
+    inline, with the same text :func:`sql_literal` writes -- ``int``; ``None``; for a column
+    without a converter (``_plain``) also ``str`` (escaped like pymysql's ``escape_string``,
+    only when it holds a character that needs it), finite ``Decimal``, naive ``datetime`` and
+    ``date``; for a DECIMAL/FLOAT column (converter :class:`_Number`) finite ``Decimal``. Anything else
+    goes through the column's converter and ``literal``, exactly as before.
+    """
+    ns: dict[str, Any] = {
+        "Decimal": Decimal, "datetime": datetime, "date": date, "str": str, "type": type,
+        "format": format, "escape_string": pymysql.converters.escape_string, "literal": literal,
+    }
+    lines = ["def render(rows):", "    out = []", "    append = out.append", "    for row in rows:"]
+    parts = []
+    for i, (c, f) in enumerate(zip(cols, converters)):
+        plain = f is _plain
+        number = isinstance(f, _Number)
+        lines += [f"        x = row[{c!r}]", "        t = type(x)"]
+        branches = ["t is int", "x is None"]
+        texts = ["str(x)", "'NULL'"]
+        if plain or number:
+            branches.append("t is Decimal and x.is_finite()")
+            texts.append("format(x, 'f')")
+        if plain:
+            branches += ["t is datetime and x.tzinfo is None", "t is date"]
+            texts += ["\"'\" + x.isoformat(' ') + \"'\"", "\"'\" + x.isoformat() + \"'\""]
+            if backslashes:
+                branches.insert(0, "t is str")
+                texts.insert(
+                    0,
+                    "(\"'\" + escape_string(x) + \"'\") if ('\\'' in x or '\\\\' in x or '\"' in x or '\\0' in x"
+                    " or '\\n' in x or '\\r' in x or '\\x1a' in x) else (\"'\" + x + \"'\")",
+                )
+        for j, (cond, text) in enumerate(zip(branches, texts)):
+            lines += [f"        {'if' if j == 0 else 'elif'} {cond}:", f"            v{i} = {text}"]
+        if plain:
+            lines += ["        else:", f"            v{i} = literal(x)"]
+        else:
+            ns[f"f{i}"] = f
+            lines += ["        else:", f"            v{i} = literal(f{i}(x))"]
+        parts.append(f"{{v{i}}}")
+    lines += [f"        append(f\"({','.join(parts)})\")", "    return out"]
+    exec(compile("\n".join(lines), "<mysql row renderer>", "exec"), ns)
+    render: Renderer = ns["render"]
+    return render
 
 
 def converter_for(column: ColumnInfo, table: TableId | None = None) -> Callable[[Any], Any]:
@@ -157,27 +212,34 @@ def converter_for(column: ColumnInfo, table: TableId | None = None) -> Callable[
         return _json_text
     if kind.startswith(("decimal", "numeric", "float", "double", "real")):
         where = f"column {column.name!r} ({column.type})" + (f" of target table {table}" if table else "")
-        single = kind.startswith("float")
-
-        def number(value: Any) -> Any:
-            if isinstance(value, float | Decimal):
-                finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
-                if not finite:
-                    raise DataError(
-                        f"{where} cannot hold the value {value}: MySQL/MariaDB numbers have no NaN"
-                        " or infinity (change the value on the source, or map the column to text)"
-                    )
-                if single and isinstance(value, float):
-                    # A PostgreSQL real arrives as the double nearest its shortest text, which can
-                    # lie just beyond the float32 range (3.4028235e38): send the float32 value.
-                    try:
-                        value = _F32.unpack(_F32.pack(value))[0]
-                    except OverflowError:
-                        pass  # out of FLOAT's range: the server reports it
-            return _plain(value)
-
-        return number
+        return _Number(where, kind.startswith("float"))
     return _plain
+
+
+class _Number:
+    """The converter of a DECIMAL/FLOAT/DOUBLE column: NaN and infinity are errors (MySQL has
+    neither), and a float for a FLOAT column is sent as its float32 value."""
+
+    def __init__(self, where: str, single: bool) -> None:
+        self.where = where
+        self.single = single
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, float | Decimal):
+            finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+            if not finite:
+                raise DataError(
+                    f"{self.where} cannot hold the value {value}: MySQL/MariaDB numbers have no NaN"
+                    " or infinity (change the value on the source, or map the column to text)"
+                )
+            if self.single and isinstance(value, float):
+                # A PostgreSQL real arrives as the double nearest its shortest text, which can
+                # lie just beyond the float32 range (3.4028235e38): send the float32 value.
+                try:
+                    value = _F32.unpack(_F32.pack(value))[0]
+                except OverflowError:
+                    pass  # out of FLOAT's range: the server reports it
+        return _plain(value)
 
 
 class MySQLSink:
@@ -188,14 +250,9 @@ class MySQLSink:
         self.state_schema = state_schema
         self.conn = connect(url, autocommit=False)
         self._columns: dict[TableId, dict[str, ColumnInfo]] = {}
+        self._renderers: dict[tuple[TableId, tuple[str, ...], bool], Renderer] = {}
         with self._guard():
-            with self.conn.cursor() as cur:
-                cur.execute("SET SESSION time_zone = '+00:00'")
-                cur.execute(f"SET SESSION sql_mode = '{_SQL_MODE}'")
-                cur.execute("SET SESSION foreign_key_checks = 0")
-                # Deleting a key the target never had must not gap-lock its neighbours.
-                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            self.conn.commit()
+            session_setup(self.conn)
 
     # -- dialect differences ---------------------------------------------------------------
     def upsert_parts(self, table: TableId, cols: Sequence[str], key: Sequence[str]) -> tuple[str, str]:
@@ -234,6 +291,7 @@ class MySQLSink:
             self.conn.commit()
         if info is not None:
             self._columns[table] = {c.name: c for c in info.columns}
+            self._renderers = {k: v for k, v in self._renderers.items() if k[0] != table}
         return info
 
     def read_checkpoint(self, flow: str) -> Checkpoint | None:
@@ -335,15 +393,23 @@ class MySQLSink:
             out.append(converter_for(info, table))
         return out
 
+    def _renderer(self, table: TableId, cols: Sequence[str]) -> Renderer:
+        conn: Any = self.conn
+        backslashes = not conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+        cache_key = (table, tuple(cols), backslashes)
+        render = self._renderers.get(cache_key)
+        if render is None:
+            literal = sql_literal(self.conn)
+            render = _row_renderer(cols, self._converters(table, cols), literal, backslashes)
+            self._renderers[cache_key] = render
+        return render
+
     def _upsert(self, cur: Any, table: TableId, cols: Sequence[str], key: Sequence[str], rows: list[Row]) -> None:
         """Multi-row upserts of at most _STATEMENT_CHARS characters each."""
         head, tail = self.upsert_parts(table, cols, key)
-        literal = sql_literal(self.conn)  # includes _plain: one call per value for most columns
-        pairs = [(c, literal if f is _plain else _then(f, literal)) for c, f in zip(cols, self._converters(table, cols))]
         values: list[str] = []
         size = limit = _STATEMENT_CHARS - len(head) - len(tail)
-        for row in rows:
-            v = "(" + ",".join([f(row[c]) for c, f in pairs]) + ")"
+        for v in self._renderer(table, cols)(rows):
             size -= len(v) + 1
             if size < 0 and values:
                 cur.execute(head + ",".join(values) + tail)
@@ -446,6 +512,18 @@ class MariaDBSink(MySQLSink):
             f"INSERT INTO {qtable(table)} ({', '.join(map(quote, cols))}) VALUES ",
             f" ON DUPLICATE KEY UPDATE {', '.join(f'{quote(c)} = VALUES({quote(c)})' for c in non_key)}",
         )
+
+
+def session_setup(conn: Any) -> None:
+    """The target session every writer uses: UTC, strict SQL mode, no foreign key checks
+    (rows were checked on the source), READ COMMITTED."""
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION time_zone = '+00:00'")
+        cur.execute(f"SET SESSION sql_mode = '{_SQL_MODE}'")
+        cur.execute("SET SESSION foreign_key_checks = 0")
+        # Deleting a key the target never had must not gap-lock its neighbours.
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    conn.commit()
 
 
 def open_mysql_sink(url: str, state_schema: str) -> MySQLSink:
