@@ -74,15 +74,18 @@ class Batch:
                 self.size += 1
             rows[key] = (_UPSERT, row)
             return
+        # Only the key is taken from an old row: without renames, its names are the target's.
+        renamed = bool(mapping.renames)
         if op == DELETE:
-            old = mapping.map_row(change.before or change.key or {})
-            self._put(rows, _key(old, key_cols, mapping), (_DELETE, None))
+            old = change.before or change.key or {}
+            self._put(rows, _key(mapping.map_row(old) if renamed else old, key_cols, mapping), (_DELETE, None))
             return
         assert op == UPDATE
         row = mapping.map_row(change.after)  # type: ignore[arg-type]
         new_key = (row[key_cols[0]],) if len(key_cols) == 1 else tuple(row[k] for k in key_cols)
         if change.before is not None:
-            old_key = _key(mapping.map_row(change.before), key_cols, mapping)
+            before = change.before
+            old_key = _key(mapping.map_row(before) if renamed else before, key_cols, mapping)
             if old_key != new_key:
                 if change.partial:
                     held = rows.get(old_key)

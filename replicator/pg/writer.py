@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from operator import itemgetter
 from typing import Any
 
 import psycopg
@@ -215,10 +216,14 @@ class PostgresSink:
             cur.executemany(stmt, self._params(table, cols, rows))
             return
         stage = self._stage(table, cols)
+        # itemgetter builds each row's value tuple in C (a one-column getter gives the value).
+        values = itemgetter(*cols)
+        one = len(cols) == 1
         with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _cols(cols))) as copy:
             copy.set_types([self._copy_oid(self._type(table, c)[0]) for c in cols])
+            write_row = copy.write_row
             for row in rows:
-                copy.write_row([row[c] for c in cols])
+                write_row((values(row),) if one else values(row))
         cur.execute(
             sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}").format(
                 _ident(table), _cols(cols), _cols(cols), stage, _cols(key), conflict
