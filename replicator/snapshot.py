@@ -52,6 +52,7 @@ log = structlog.get_logger("replicator")
 
 CHUNK_ROWS = 50_000  # rows per target transaction (one progress step)
 PART_ROWS = 100_000  # rows per key range of a large table
+APPLY_ROWS = 5_000  # rows per write through a sink (bounds memory per worker)
 
 
 class SnapshotInterrupted(ReplicatorError):
@@ -369,11 +370,15 @@ class Snapshotter:
             self._check_stop()
             if copy_rows is not None:
                 n = copy_rows(mapping.target, target_cols, islice(source_rows, self.chunk_rows))
-            else:
-                chunk = [mapping.map_row(dict(zip(columns, values))) for values in islice(source_rows, self.chunk_rows)]
-                n = len(chunk)
-                if chunk:
-                    sink.apply([TableOps(mapping, upserts=chunk)])
+            else:  # in pieces, so memory holds a few thousand rows, not a chunk
+                n = 0
+                while n < self.chunk_rows:
+                    piece = [mapping.map_row(dict(zip(columns, values)))
+                             for values in islice(source_rows, min(APPLY_ROWS, self.chunk_rows - n))]
+                    if not piece:
+                        break
+                    sink.apply([TableOps(mapping, upserts=piece)])
+                    n += len(piece)
             if n:
                 yield n
             if n < self.chunk_rows:
@@ -395,11 +400,12 @@ class Snapshotter:
             n = 0
             with tconn.cursor().copy(copy_in) as copy:
                 write = copy.write
-                for line in lines:
-                    write(line)
-                    n += 1
-                    if n >= limit:
+                while n < limit:
+                    batch = list(islice(lines, min(1000, limit - n)))
+                    if not batch:
                         break
+                    write(b"".join(batch))
+                    n += len(batch)
             if n:
                 yield n
             if n < limit:

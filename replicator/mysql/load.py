@@ -19,6 +19,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 from ..mapping import ColumnInfo, TableInfo
@@ -70,6 +71,17 @@ def source_lines(conn: Any, info: TableInfo, columns: tuple[str, ...]) -> Iterat
             yield line
 
 
+def _batches(lines: Iterator[bytes], limit: int, size: int = 2000) -> Iterator[list[bytes]]:
+    """Up to ``limit`` lines in lists of ``size`` (one write per list, not per line)."""
+    left = limit
+    while left > 0:
+        batch = list(islice(lines, min(size, left)))
+        if not batch:
+            return
+        left -= len(batch)
+        yield batch
+
+
 def load_chunk(conn: Any, table: TableId, columns: list[str], lines: Iterator[bytes], limit: int) -> int:
     """``LOAD DATA LOCAL`` up to ``limit`` lines into ``table`` in the open transaction of
     ``conn`` (opened with ``local_infile=True``); the number loaded. Raises LoadRejected on any
@@ -82,14 +94,11 @@ def load_chunk(conn: Any, table: TableId, columns: list[str], lines: Iterator[by
 
         def feed() -> None:
             try:
-                with open(fifo, "wb", buffering=1 << 16) as out:
+                with open(fifo, "wb", buffering=0) as out:
                     n = 0
-                    for line in lines:
-                        out.write(line)
-                        out.write(b"\n")
-                        n += 1
-                        if n >= limit:
-                            break
+                    for batch in _batches(lines, limit):
+                        out.write(b"\n".join(batch) + b"\n")
+                        n += len(batch)
                     count[0] = n
             except BrokenPipeError:
                 pass  # the statement failed: reported by the caller
