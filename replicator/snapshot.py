@@ -27,6 +27,7 @@ target equal the source).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -242,7 +243,7 @@ class Snapshotter:
                 self.progress.add(plan.bound.name, plan.estimate)
                 self.log.info("snapshot of table started", table=plan.bound.name,
                               target=str(plan.bound.mapping.target), rows_estimated=plan.estimate,
-                              parts=len(plan.parts), passthrough=plan.bound.passthrough is not None)
+                              parts=len(plan.parts), route=self._route(plan.bound))
             jobs = [(plan, part) for plan in plans.values() for part in plan.parts]
             with ThreadPoolExecutor(self.workers, thread_name_prefix=f"snapshot-{self.flow.name}") as pool:
                 futures: dict[Future[Position], _TablePlan] = {
@@ -284,19 +285,28 @@ class Snapshotter:
         try:
             sink.describe(b.mapping.target)
             columns = b.source.column_names
-            if b.passthrough is not None and hasattr(reader, "raw_rows"):
-                self._commit_chunks(b, sink.conn, self._raw_chunks(reader, conn, sink, b, columns, part))
+            route = self._route(b)
+            if route == "copy text":  # PostgreSQL -> PostgreSQL
+                lines = reader.raw_rows(conn, b.source, columns, part)  # type: ignore[attr-defined]
+                self._commit_chunks(b, sink.conn, self._copy_lines(sink, b, columns, lines))
                 return position
-            if self._loads_text(b):
-                from .mysql.load import LoadRejected
+            if route != "values":
+                from .mysql.load import LoadRejected, pg_source_lines
 
                 try:
-                    self._load_data(reader, conn, b, columns)
+                    if route == "load data":
+                        self._load_data(reader, conn, b, columns)
+                    else:
+                        lines = pg_source_lines(conn, b.source, columns)
+                        self._commit_chunks(b, sink.conn, self._copy_lines(sink, b, columns, lines))
                     return position
-                except LoadRejected as exc:
-                    # A value LOAD DATA would not take as it is: copy again, value by value,
-                    # under a new snapshot (the exact path reports such values properly).
-                    self.log.info("text load refused; copying the table value by value", table=b.name, why=str(exc))
+                except (LoadRejected, psycopg.errors.DataError) as exc:
+                    sink.rollback()
+                    # A value the text route cannot carry as it is (a zero date, ENUM's error
+                    # value): copy again, value by value, under a new snapshot (the exact path
+                    # reports such values, or writes NULL, as the flow's policy says).
+                    why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    self.log.info("text route refused; copying the table value by value", table=b.name, why=why)
                     conn.close()
                     conn, position = reader.reader()
                     _truncate(sink, b.mapping.target)
@@ -321,30 +331,38 @@ class Snapshotter:
             target.commit()
             self.progress.advance(b.name, rows)
 
-    def _loads_text(self, b: BoundTable) -> bool:
-        """MariaDB -> MariaDB, same column types: rows travel as LOAD DATA text."""
-        if not b.same_types:
-            return False
-        if self.config.systems[self.flow.source].engine != "mysql" or self.config.systems[self.flow.target].engine != "mysql":
-            return False
-        from .mysql.load import supported
+    def _route(self, b: BoundTable) -> str:
+        """How the table's rows travel: ``copy text`` (PostgreSQL -> PostgreSQL, same types:
+        COPY text straight through), ``load data`` (MariaDB -> MariaDB, same types: text the
+        source formats, LOAD DATA), ``source text`` (MariaDB -> PostgreSQL columns that read the
+        source's text exactly: COPY), else ``values`` (decoded one by one, as streaming does)."""
+        source = self.config.systems[self.flow.source].engine
+        if source == "postgresql":
+            return "copy text" if b.passthrough is not None else "values"
+        if not b.plain or os.environ.get("REPLICATOR_TEST_NO_TEXT_ROUTES"):
+            return "values"
+        from .mysql.load import pg_supported, supported
 
-        return supported(b.source)
+        if self.config.systems[self.flow.target].engine == "mysql":
+            return "load data" if b.same_types and supported(b.source) else "values"
+        target_types = {c.name: c.type for c in b.target.columns}
+        types = [target_types[b.mapping.target_name(c.name)] for c in b.source.columns]
+        return "source text" if pg_supported(b.source, types) else "values"
 
     def _load_data(self, reader: Any, conn: Any, b: BoundTable, columns: tuple[str, ...]) -> None:
-        from .mysql.load import load_chunk, source_lines
+        from .mysql.load import load_chunk, load_columns, source_lines
         from .mysql.writer import connect, session_setup
 
         target = connect(self.config.systems[self.flow.target].url, autocommit=False, local_infile=True)
         try:
             session_setup(target)
             lines = source_lines(conn, b.source, columns)
-            target_cols = [b.mapping.target_name(c) for c in columns]
+            column_list = load_columns(b.source, columns, [b.mapping.target_name(c) for c in columns])
 
             def chunks() -> Iterator[int]:
                 while True:
                     self._check_stop()
-                    n = load_chunk(target, b.mapping.target, target_cols, lines, self.chunk_rows)
+                    n = load_chunk(target, b.mapping.target, column_list, lines, self.chunk_rows)
                     if n:
                         yield n
                     if n < self.chunk_rows:
@@ -384,16 +402,15 @@ class Snapshotter:
             if n < self.chunk_rows:
                 return
 
-    def _raw_chunks(self, reader: Any, conn: Any, sink: Sink, b: BoundTable,
-                    columns: tuple[str, ...], part: Any) -> Iterator[int]:
-        """PostgreSQL -> PostgreSQL with the same types: COPY text lines straight through."""
+    def _copy_lines(self, sink: Sink, b: BoundTable, columns: tuple[str, ...], lines: Iterator[Any]) -> Iterator[int]:
+        """COPY text lines (each with its newline) into the target, chunk by chunk; yields each
+        chunk's row count with its transaction still open."""
         target = b.mapping.target
-        tconn: psycopg.Connection[Any] = sink.conn  # type: ignore[attr-defined]
+        tconn: psycopg.Connection[Any] = sink.conn
         copy_in = sql.SQL("COPY {}.{} ({}) FROM STDIN").format(
             sql.Identifier(target.schema), sql.Identifier(target.name),
             sql.SQL(", ").join(sql.Identifier(b.mapping.target_name(c)) for c in columns),
         )
-        lines = reader.raw_rows(conn, b.source, columns, part)
         limit = self.chunk_rows
         while True:
             self._check_stop()

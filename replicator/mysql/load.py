@@ -1,11 +1,18 @@
-"""MariaDB → MariaDB snapshot rows as text: formatted by the source server, loaded by the target.
+"""MariaDB snapshot rows as text, formatted by the source server: for MariaDB targets (LOAD DATA)
+and PostgreSQL targets (COPY).
 
 For a table whose target columns have the source's very types, no value needs to become a
 Python object: the source formats each row as one line of ``LOAD DATA``'s default text
 format (tab-separated, backslash escapes, ``\\N`` for NULL) in SQL, with
-``character_set_results = binary`` so every byte arrives as stored; the target loads the lines
-with ``LOAD DATA LOCAL INFILE … CHARACTER SET binary`` from a FIFO that a thread fills. Python
-only moves one byte string per row.
+text in utf8mb4 and binary values as hex (loaded through ``UNHEX``, so bytes never meet a
+character set, while characters are converted into each target column's character set as an
+insert would); the target loads the lines with ``LOAD DATA LOCAL INFILE`` from a FIFO that a
+thread fills. Python only moves one byte string per row.
+
+The same idea feeds PostgreSQL targets: the source writes COPY text lines (the same escapes;
+binary values as ``\\x`` hex, TIMESTAMP with its ``+00``), for target columns whose type reads
+that text exactly as it reads the value streaming writes (:func:`pg_supported`); a value
+PostgreSQL refuses (a zero date) fails the COPY and the caller falls back the same way.
 
 ``LOAD DATA LOCAL`` turns data errors into warnings (the server cannot stop the client's
 upload), so any warning fails the chunk with :class:`LoadRejected`; the caller then copies the
@@ -29,8 +36,8 @@ from .writer import qtable, quote
 # Column types whose text goes through as it is (no tab, newline or backslash inside).
 _PLAIN = ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric",
           "double", "real", "date", "datetime", "timestamp", "time", "year")
-_ESCAPED = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json",
-            "binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+_ESCAPED = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json")
+_BINARY = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
 
 
 class LoadRejected(Exception):
@@ -43,7 +50,8 @@ def _base(column: ColumnInfo) -> str:
 
 def supported(info: TableInfo) -> bool:
     """Whether every column's text round-trips through LOAD DATA exactly."""
-    return all(_base(c) in _PLAIN or _base(c) in _ESCAPED or _base(c) == "float" for c in info.columns)
+    return all(_base(c) in _PLAIN or _base(c) in _ESCAPED or _base(c) in _BINARY or _base(c) == "float"
+               for c in info.columns)
 
 
 def _expr(column: ColumnInfo) -> str:
@@ -51,10 +59,69 @@ def _expr(column: ColumnInfo) -> str:
     base = _base(column)
     if base == "float":
         col = f"CAST({col} AS DOUBLE)"  # FLOAT's own text has six digits; the target rounds back
+    elif base in _BINARY:
+        col = f"HEX({col})"  # loaded through UNHEX: bytes never meet a character set
     elif base in _ESCAPED:
         for char, escaped in (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"), ("\\r", "\\\\r"), ("\\0", "\\\\0")):
             col = f"REPLACE({col}, '{char}', '{escaped}')"
     return f"IFNULL({col}, '\\\\N')"
+
+
+# MariaDB type -> how PostgreSQL target column types (format_type) read its text exactly as
+# they read the value streaming decodes (TIME is left out: an interval's text would differ).
+_PG_TARGETS: dict[str, tuple[str, ...]] = {
+    **{t: ("smallint", "integer", "bigint", "numeric") for t in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit")},
+    "decimal": ("numeric",), "numeric": ("numeric",),
+    "float": ("real", "double precision"), "double": ("real", "double precision"), "real": ("real", "double precision"),
+    "date": ("date",), "datetime": ("timestamp without time zone",), "timestamp": ("timestamp with time zone",),
+    **{t: ("text", "character varying", "character") for t in ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set")},
+    "json": ("jsonb", "json"),
+    **{t: ("bytea",) for t in _BINARY},
+}
+
+
+def _pg_type_fits(source: ColumnInfo, target_type: str) -> bool:
+    plain = target_type.split("(")[0].strip()
+    if "(" in target_type and target_type.endswith("zone"):  # timestamp(6) with time zone
+        plain = target_type.split("(")[0] + target_type.split(")")[1]
+    return plain in _PG_TARGETS.get(_base(source), ())
+
+
+def pg_supported(info: TableInfo, target_types: list[str]) -> bool:
+    """Whether every column's text, formatted by :func:`pg_select_lines`, reads on the
+    PostgreSQL target as exactly what streaming would write (``target_types`` in the source
+    columns' order)."""
+    return all(_pg_type_fits(c, t) for c, t in zip(info.columns, target_types))
+
+
+def _pg_expr(column: ColumnInfo) -> str:
+    col = quote(column.name)
+    base = _base(column)
+    if base in ("float",):
+        col = f"CAST({col} AS DOUBLE)"
+    elif base == "bit":
+        col = f"CAST({col} AS UNSIGNED)"
+    elif base == "timestamp":
+        col = f"CONCAT({col}, '+00')"  # the session is in UTC
+    elif base in _BINARY:
+        col = f"CONCAT('\\\\\\\\x', HEX({col}))"  # COPY text '\\x…' is bytea's hex input
+    elif base in _ESCAPED:
+        for char, escaped in (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"), ("\\r", "\\\\r")):
+            col = f"REPLACE({col}, '{char}', '{escaped}')"
+    return f"IFNULL({col}, '\\\\N')"
+
+
+def pg_source_lines(conn: Any, info: TableInfo, columns: tuple[str, ...]) -> Iterator[bytes]:
+    """The table's rows as PostgreSQL COPY text lines (with their newline), streamed."""
+    by_name = {c.name: c for c in info.columns}
+    with conn.cursor() as cur:
+        cur.execute("SET SESSION character_set_results = utf8mb4")
+        cur.execute(
+            f"SELECT CONCAT(CONCAT_WS('\\t', {', '.join(_pg_expr(by_name[c]) for c in columns)}), '\\n')"
+            f" FROM {qtable(info.table)}"
+        )
+        for (line,) in cur.fetchall_unbuffered():
+            yield line.encode() if isinstance(line, str) else line
 
 
 def select_lines(info: TableInfo, columns: tuple[str, ...]) -> str:
@@ -63,12 +130,27 @@ def select_lines(info: TableInfo, columns: tuple[str, ...]) -> str:
 
 
 def source_lines(conn: Any, info: TableInfo, columns: tuple[str, ...]) -> Iterator[bytes]:
-    """The table's rows as LOAD DATA lines (without the newline), streamed."""
+    """The table's rows as LOAD DATA lines (without the newline), streamed: text in utf8mb4
+    (the target converts characters into each column's character set, as an insert does)."""
     with conn.cursor() as cur:
-        cur.execute("SET SESSION character_set_results = binary")
+        cur.execute("SET SESSION character_set_results = utf8mb4")
         cur.execute(select_lines(info, columns))
         for (line,) in cur.fetchall_unbuffered():
-            yield line
+            yield line.encode() if isinstance(line, str) else line
+
+
+def load_columns(info: TableInfo, columns: tuple[str, ...], target_names: list[str]) -> str:
+    """The LOAD DATA column list and SET clause: binary columns arrive as hex."""
+    by_name = {c.name: c for c in info.columns}
+    fields: list[str] = []
+    sets: list[str] = []
+    for i, (c, name) in enumerate(zip(columns, target_names)):
+        if _base(by_name[c]) in _BINARY:
+            fields.append(f"@h{i}")
+            sets.append(f"{quote(name)} = UNHEX(@h{i})")
+        else:
+            fields.append(quote(name))
+    return f"({', '.join(fields)})" + (f" SET {', '.join(sets)}" if sets else "")
 
 
 def _batches(lines: Iterator[bytes], limit: int, size: int = 2000) -> Iterator[list[bytes]]:
@@ -82,7 +164,7 @@ def _batches(lines: Iterator[bytes], limit: int, size: int = 2000) -> Iterator[l
         yield batch
 
 
-def load_chunk(conn: Any, table: TableId, columns: list[str], lines: Iterator[bytes], limit: int) -> int:
+def load_chunk(conn: Any, table: TableId, column_list: str, lines: Iterator[bytes], limit: int) -> int:
     """``LOAD DATA LOCAL`` up to ``limit`` lines into ``table`` in the open transaction of
     ``conn`` (opened with ``local_infile=True``); the number loaded. Raises LoadRejected on any
     warning."""
@@ -110,10 +192,9 @@ def load_chunk(conn: Any, table: TableId, columns: list[str], lines: Iterator[by
         try:
             with conn.cursor() as cur:
                 loaded = cur.execute(
-                    f"LOAD DATA LOCAL INFILE %s INTO TABLE {qtable(table)} CHARACTER SET binary"
+                    f"LOAD DATA LOCAL INFILE {conn.escape(fifo)} INTO TABLE {qtable(table)} CHARACTER SET utf8mb4"
                     " FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n'"
-                    f" ({', '.join(map(quote, columns))})",
-                    (fifo,),
+                    f" {column_list}"
                 )
                 cur.execute("SELECT @@warning_count")
                 warnings = int(cur.fetchone()[0])
