@@ -175,7 +175,7 @@ class _TablePlan:
 
 
 def _truncate(sink: Sink, table: TableId) -> None:
-    conn: Any = sink.conn  # type: ignore[attr-defined]
+    conn: Any = sink.conn
     if isinstance(conn, psycopg.Connection):
         conn.execute(sql.SQL("TRUNCATE {}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name)))
     else:
@@ -223,7 +223,7 @@ class Snapshotter:
             return {}
         reader = open_snapshot_reader(self.config, self.flow)
         control = self.open_sink()
-        state = SnapshotState(control.conn, self.config.state_schema)  # type: ignore[attr-defined]
+        state = SnapshotState(control.conn, self.config.state_schema)
         plans: dict[TableId, _TablePlan] = {}
         done: dict[TableId, Position] = {}
         try:
@@ -239,7 +239,7 @@ class Snapshotter:
             for plan in plans.values():
                 _truncate(control, plan.bound.mapping.target)
                 state.start(self.flow.name, plan.bound.name, None, plan.estimate)
-                control.conn.commit()  # type: ignore[attr-defined]
+                control.conn.commit()
                 self.progress.add(plan.bound.name, plan.estimate)
                 self.log.info("snapshot of table started", table=plan.bound.name,
                               target=str(plan.bound.mapping.target), rows_estimated=plan.estimate,
@@ -265,7 +265,7 @@ class Snapshotter:
                         if plan.remaining == 0:
                             table = plan.bound.mapping.source
                             state.finish(self.flow.name, plan.bound.name, format_position(plan.position))
-                            control.conn.commit()  # type: ignore[attr-defined]
+                            control.conn.commit()
                             self.progress.finish(plan.bound.name)
                             done[table] = plan.position
                             if on_table_done is not None:
@@ -287,7 +287,7 @@ class Snapshotter:
             columns = b.source.column_names
             route = self._route(b)
             if route == "copy text":  # PostgreSQL -> PostgreSQL
-                lines = reader.raw_rows(conn, b.source, columns, part)  # type: ignore[attr-defined]
+                lines = reader.raw_rows(conn, b.source, columns, part)  # type: ignore[attr-defined]  # PostgreSQL readers only
                 self._commit_chunks(b, sink.conn, self._copy_lines(sink, b, columns, lines))
                 return position
             if route != "values":
