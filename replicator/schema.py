@@ -41,12 +41,13 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import pymysql
-import sqlglot
-from sqlglot import exp
+
+if TYPE_CHECKING:  # sqlglot is imported where defaults are parsed: it costs ~0.3 s to load
+    from sqlglot import exp
 
 from .config import Config, FlowConfig, TableConfig
 from .errors import SchemaError
@@ -65,7 +66,6 @@ _ENGINE = {"postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 _DIALECT = {"postgresql": "postgres", "mysql": "mysql"}
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 _TIME = re.compile(r"^-?\d+:\d\d(:\d\d(\.\d+)?)?$")
-_NOW = (exp.CurrentTimestamp, exp.Localtimestamp)
 _NOW_FUNCTIONS = {"now", "clock_timestamp", "transaction_timestamp", "statement_timestamp"}
 
 
@@ -209,6 +209,9 @@ def translate_default(
     equivalent there. ``NULL`` gives no clause at all (it is every column's default)."""
     if col.default is None:
         return None, None
+    import sqlglot
+    from sqlglot import exp
+
     try:
         node: Any = sqlglot.parse_one(col.default, read=_DIALECT[source_engine])
     except sqlglot.errors.ParseError:
@@ -226,6 +229,8 @@ def translate_default(
 
 
 def _translate(node: exp.Expression, col: ColumnDef, dst_type: str, target_engine: str) -> str | None:
+    from sqlglot import exp
+
     kind = _kind(dst_type)
     if col.type.endswith("[]"):  # a PostgreSQL array literal is no JSON document
         return None
@@ -238,7 +243,7 @@ def _translate(node: exp.Expression, col: ColumnDef, dst_type: str, target_engin
         return str(int(node.this or "0", 2))
     if isinstance(node, exp.Literal):
         return _constant(sign + node.this, kind, target_engine)
-    now = isinstance(node, _NOW) or (isinstance(node, exp.Anonymous) and node.name.lower() in _NOW_FUNCTIONS)
+    now = isinstance(node, (exp.CurrentTimestamp, exp.Localtimestamp)) or (isinstance(node, exp.Anonymous) and node.name.lower() in _NOW_FUNCTIONS)
     if now and kind in ("datetime", "datetime_tz"):
         if target_engine == "postgresql":
             return "CURRENT_TIMESTAMP"
@@ -279,6 +284,8 @@ def _constant(value: str, kind: str, target_engine: str) -> str | None:
 
 
 def _string(value: str, engine: str) -> str:
+    from sqlglot import exp
+
     return exp.Literal.string(value).sql(dialect=_DIALECT[engine])
 
 
