@@ -590,3 +590,305 @@ class SourceWriter(threading.Thread):
             f"writer: {self.attempts} transactions tried, {self.failures} failed;"
             f" source committed {changes} row changes in {transactions} transactions"
         )
+
+
+# --------------------------------------------------------------------------- snapshots
+# Used by test_snapshot and test_snapshot_crash: configs with several flows, replicator
+# commands in the background, the target's snapshot state, a source writer that bumps a
+# per-row version, and a target-side log of every row the replicator writes.
+
+
+def flow_yaml(name: str, source: str, target: str, tables: Sequence[str], **options: str) -> str:
+    """One item of a config's ``flows:`` list; ``options`` are flow keys with YAML values."""
+    lines = [f"  - name: {name}", f"    source: {source}", f"    target: {target}"]
+    lines += [f"    {key}: {value}" for key, value in options.items()]
+    lines.append("    tables:")
+    lines += [f"      - source: {t}" for t in tables]
+    return "\n".join(lines) + "\n"
+
+
+def write_flows(path: Path, systems: dict[str, str], *flows: str) -> Path:
+    """Write a config with ``systems`` (name -> URL) and ``flows`` (:func:`flow_yaml`); ``path``."""
+    text = "systems:\n" + "".join(f'  {name}: {{url: "{url}"}}\n' for name, url in systems.items())
+    path.write_text(text + "flows:\n" + "".join(flows))
+    return path
+
+
+class Command:
+    """``replicator -c CFG ARGS...`` in the background (any subcommand), output to ``log_path``."""
+
+    def __init__(self, cfg: Path, log_path: Path, *args: str) -> None:
+        self.log_path = log_path
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REPLICATOR_TEST_CRASH")}
+        with log_path.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "replicator.cli", "-c", str(cfg), *args],
+                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> int:
+        """SIGKILL (if still running); the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        return self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 120) -> int:
+        """SIGTERM, then wait; the exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the replicator did not exit within {timeout:.0f}s:\n{self.log()[-3000:]}")
+
+
+@dataclass(frozen=True)
+class SnapState:
+    status: str
+    rows_copied: int
+    rows_estimated: int | None
+    position: str | None
+
+
+class SnapshotWatch:
+    """Reads ``<state schema>.snapshots`` on a target through one open connection (cheap to poll)."""
+
+    def __init__(self, server: Any, db: str, engine: str) -> None:
+        self.engine = engine
+        if engine == "postgresql":
+            self.conn: Any = psycopg.connect(server.url(db), autocommit=True)
+        else:
+            self.conn = server.connect(db)
+
+    def states(self, flow: str) -> dict[str, SnapState]:
+        """Per source table (schema.name); empty before the state table exists."""
+        query = (
+            "SELECT source_table, status, rows_copied, rows_estimated, position"
+            " FROM _replicator.snapshots WHERE flow = %s"
+        )
+        try:
+            if self.engine == "postgresql":
+                rows = self.conn.execute(query, (flow,)).fetchall()
+            else:
+                with self.conn.cursor() as cur:
+                    cur.execute(query, (flow,))
+                    rows = cur.fetchall()
+        except (psycopg.errors.UndefinedTable, pymysql.err.ProgrammingError):
+            return {}
+        return {str(r[0]): SnapState(str(r[1]), int(r[2]), None if r[3] is None else int(r[3]), r[4]) for r in rows}
+
+    def state(self, flow: str, table: str) -> SnapState | None:
+        return self.states(flow).get(table)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def version_log_sql(table: str) -> str:
+    """PostgreSQL target: log every row written into ``table`` (columns ``id``, ``version``) as
+    (id, version, op) in ``version_log``, and every TRUNCATE as op 'T'.
+
+    Statement triggers with transition tables (cheap next to a row trigger: the log costs one
+    INSERT … SELECT per statement, COPY included), ``ENABLE ALWAYS`` because the replicator's
+    sessions run with ``session_replication_role = replica``, where ordinary triggers do not fire.
+    """
+    fn = f"log_{table}"
+    return f"""
+CREATE TABLE IF NOT EXISTS version_log (seq bigserial PRIMARY KEY, tbl text NOT NULL, id bigint,
+                                        version integer, op text NOT NULL);
+CREATE FUNCTION {fn}_ins() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO version_log (tbl, id, version, op) SELECT '{table}', id, version, 'I' FROM new_rows;
+  RETURN NULL; END $$;
+CREATE FUNCTION {fn}_upd() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO version_log (tbl, id, version, op) SELECT '{table}', id, version, 'U' FROM new_rows;
+  RETURN NULL; END $$;
+CREATE FUNCTION {fn}_del() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO version_log (tbl, id, version, op) SELECT '{table}', id, version, 'D' FROM old_rows;
+  RETURN NULL; END $$;
+CREATE FUNCTION {fn}_trunc() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+  INSERT INTO version_log (tbl, op) VALUES ('{table}', 'T');
+  RETURN NULL; END $$;
+CREATE TRIGGER {fn}_i AFTER INSERT ON {table} REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION {fn}_ins();
+CREATE TRIGGER {fn}_u AFTER UPDATE ON {table} REFERENCING NEW TABLE AS new_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION {fn}_upd();
+CREATE TRIGGER {fn}_d AFTER DELETE ON {table} REFERENCING OLD TABLE AS old_rows
+  FOR EACH STATEMENT EXECUTE FUNCTION {fn}_del();
+CREATE TRIGGER {fn}_t AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {fn}_trunc();
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {fn}_i;
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {fn}_u;
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {fn}_d;
+ALTER TABLE {table} ENABLE ALWAYS TRIGGER {fn}_t;
+"""
+
+
+def version_log(server: Any, db: str, table: str) -> list[tuple[int | None, int | None, str]]:
+    """(id, version, op) of every write the log holds for ``table``, in the order written."""
+    return [
+        (r[0], r[1], str(r[2]))
+        for r in server.execute(
+            "SELECT id, version, op FROM version_log WHERE tbl = %s ORDER BY seq", (table,), dbname=db
+        )
+    ]
+
+
+def assert_each_change_applied_once(log: list[tuple[int | None, int | None, str]], what: str) -> int:
+    """After the log's last TRUNCATE: per id, every written version is higher than the one
+    before it (a change applied twice repeats a version, an old change applied late goes back),
+    and nothing is written to an id after its delete (the writers never re-use an id).
+    Returns how many writes were checked."""
+    truncates = [i for i, entry in enumerate(log) if entry[2] == "T"]
+    assert truncates, f"{what}: the log has no TRUNCATE (the snapshot truncates the table first)"
+    last: dict[int, int] = {}
+    deleted: set[int] = set()
+    problems: list[str] = []
+    entries = log[truncates[-1] + 1:]
+    for row_id, version, op in entries:
+        assert row_id is not None and version is not None
+        if op == "D":
+            deleted.add(row_id)
+            continue
+        if row_id in deleted:
+            problems.append(f"id {row_id}: version {version} written ({op}) after the row was deleted")
+        elif row_id in last and version <= last[row_id]:
+            kind = "written twice" if version == last[row_id] else "went back"
+            problems.append(f"id {row_id}: version {version} {kind} after version {last[row_id]} ({op})")
+        last[row_id] = version
+    assert not problems, (
+        f"{what}: {len(problems)} changes applied twice or out of order, e.g. {problems[:8]}"
+    )
+    return len(entries)
+
+
+class VersionWriter(threading.Thread):
+    """Keeps changing the source table ``t (id, version, v)`` until stopped, one transaction at a
+    time: update 5 random rows (``version = version + 1``), every 20th transaction also a slice of
+    ~1/997 of all rows spread over the whole key range, delete one random row, insert two new
+    rows at random unused odd ids (the table starts with even ids only). Ids are never re-used.
+    Random over the whole key range: during a copy it changes rows already copied and rows not
+    yet copied. ``pause()`` returns once the writer sits between transactions (everything it
+    committed is committed); ``resume()``; ``stop()`` raises what the writer raised."""
+
+    def __init__(self, ids: Sequence[int], top: int, seed: int = 7) -> None:
+        super().__init__(name="version-writer", daemon=True)
+        self.rng = random.Random(seed)
+        self.live = list(ids)
+        self.used = set(ids)
+        self.top = top
+        self.committed = 0
+        self.halt = threading.Event()
+        self.pause_request = threading.Event()
+        self.idle = threading.Event()
+        self.error: BaseException | None = None
+
+    # -- the engine's part
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def one_transaction(self, conn: Any, update: list[int], slice_mod: int | None, delete: int, insert: list[int]) -> None:
+        raise NotImplementedError
+
+    # -- the loop
+    def _new_id(self) -> int:
+        while True:
+            candidate = self.rng.randrange(1, self.top, 2)
+            if candidate not in self.used:
+                self.used.add(candidate)
+                return candidate
+
+    def run(self) -> None:
+        conn = None
+        try:
+            conn = self.connect()
+            while not self.halt.is_set():
+                if self.pause_request.is_set():
+                    self.idle.set()
+                    time.sleep(0.01)
+                    continue
+                self.idle.clear()
+                update = self.rng.sample(self.live, 5)
+                slice_mod = self.rng.randrange(997) if self.committed % 20 == 0 else None
+                i = self.rng.randrange(len(self.live))
+                self.live[i], self.live[-1] = self.live[-1], self.live[i]
+                delete = self.live.pop()
+                if delete in update:
+                    update.remove(delete)
+                insert = [self._new_id(), self._new_id()]
+                self.one_transaction(conn, update, slice_mod, delete, insert)
+                self.live += insert
+                self.committed += 1
+                time.sleep(0.005)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.idle.set()
+            if conn is not None:
+                conn.close()
+
+    def pause(self) -> None:
+        self.idle.clear()
+        self.pause_request.set()
+        assert self.idle.wait(30), "the writer did not pause"
+        self.check()
+
+    def resume(self) -> None:
+        self.pause_request.clear()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise AssertionError(f"the source writer failed: {self.error!r}") from self.error
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=30)
+        assert not self.is_alive(), "the source writer did not stop"
+        self.check()
+
+
+class PgVersionWriter(VersionWriter):
+    def __init__(self, server: Any, db: str, ids: Sequence[int], top: int, seed: int = 7) -> None:
+        super().__init__(ids, top, seed)
+        self.url = server.url(db)
+
+    def connect(self) -> Any:
+        return psycopg.connect(self.url, autocommit=True)
+
+    def one_transaction(self, conn: Any, update: list[int], slice_mod: int | None, delete: int, insert: list[int]) -> None:
+        with conn.transaction():
+            conn.execute("UPDATE t SET version = version + 1, v = md5(v) WHERE id = ANY(%s)", (update,))
+            if slice_mod is not None:
+                conn.execute("UPDATE t SET version = version + 1 WHERE id %% 997 = %s", (slice_mod,))
+            conn.execute("DELETE FROM t WHERE id = %s", (delete,))
+            conn.execute("INSERT INTO t (id, version, v) SELECT unnest(%s::bigint[]), 0, 'new'", (insert,))
+
+
+class MariaVersionWriter(VersionWriter):
+    def __init__(self, server: Any, db: str, ids: Sequence[int], top: int, seed: int = 7) -> None:
+        super().__init__(ids, top, seed)
+        self.server, self.db = server, db
+
+    def connect(self) -> Any:
+        return self.server.connect(self.db)
+
+    def one_transaction(self, conn: Any, update: list[int], slice_mod: int | None, delete: int, insert: list[int]) -> None:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(
+                f"UPDATE t SET version = version + 1, v = MD5(v) WHERE id IN ({', '.join(['%s'] * len(update))})",
+                update,
+            )
+            if slice_mod is not None:
+                cur.execute("UPDATE t SET version = version + 1 WHERE id %% 997 = %s", (slice_mod,))
+            cur.execute("DELETE FROM t WHERE id = %s", (delete,))
+            cur.executemany("INSERT INTO t (id, version, v) VALUES (%s, 0, 'new')", [(i,) for i in insert])
+            cur.execute("COMMIT")
