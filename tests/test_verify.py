@@ -508,7 +508,7 @@ def test_pg_to_pg_text_keys_sorted_differently_on_each_side(
 
 
 def bucket_of(key_text: str, buckets: int) -> int:
-    """The chunk of a row whose canonical key text is ``key_text`` (replicator/verify.py)."""
+    """The chunk of a row whose canonical key text is ``key_text`` (replicator/verify/)."""
     return int(hashlib.md5(key_text.encode()).hexdigest()[:8], 16) % buckets
 
 
