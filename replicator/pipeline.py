@@ -47,6 +47,7 @@ IDLE_CHECKPOINT_SECONDS = 10.0
 REQUEST_POLL_SECONDS = 2.0  # how often a running flow looks for `snapshot --table` requests
 SNAPSHOT_WORKERS = 4
 LOCK_WAIT_SECONDS = 10.0  # a killed predecessor's lock lives until its server notices
+SPOOL_MAX = 200_000  # changes held back for tables being copied; beyond, the flow waits
 _END = object()
 
 
@@ -283,10 +284,14 @@ class FlowRunner:
             todo: list[BoundTable] = []
             for b in self._bound:
                 st = states.get(b.name)
-                if st is not None and st.status == "done" and st.position is not None:
+                if st is not None and st.status == "done" and st.position is not None \
+                        and st.target == str(b.mapping.target):
                     gate.positions[b.mapping.source] = source.parse_position(st.position)
                 elif st is not None or self.flow.snapshot == "initial":
-                    todo.append(b)  # never copied, interrupted, or requested
+                    todo.append(b)  # never copied (to this target), interrupted, or requested
+            for name in states.keys() - {b.name for b in self._bound}:
+                state.forget(self.flow.name, name)  # left the flow: copied again if it returns
+            sink.conn.commit()
             gate.passed(start)
             self._start_snapshot(todo, gate, source)
             return self._stream(source, sink, checkpoint, start, mappings, gate, lock)
@@ -313,7 +318,7 @@ class FlowRunner:
 
         def work() -> None:
             try:
-                snapshotter.run(tables, source.format_position, gate.release)
+                snapshotter.run(tables, source.format_position, gate.release, mark_done=False)
             except BaseException as exc:  # handed to the pipeline through the gate
                 gate.fail(exc)
 
@@ -346,7 +351,10 @@ class FlowRunner:
         txns_total = checkpoint.transactions_applied if checkpoint else 0
         committed_pos: Position | None = start
         if self._stop_at is not None and start is not None and start >= self._stop_at:
-            gate.wait_all(self.stop)  # --once: nothing to stream, but finish the copies
+            if gate.wait_all(self.stop):  # --once: nothing to stream, but finish the copies
+                for table in gate.take_released():
+                    self._mark_done(sink, source, gate, table)
+                sink.conn.commit()
             return True
 
         batch = Batch()
@@ -365,20 +373,69 @@ class FlowRunner:
         next_poll = time.monotonic() + REQUEST_POLL_SECONDS
         gated = bool(gate.positions or gate.busy)  # snapshots to join in this transaction
         txn_position: Position | None = None
+        hold_back = False  # the current table's changes are held back (it is being copied)
+        # Changes of tables being copied, held back in stream order with their transaction's
+        # position until the copy is done. Nothing of them is lost in a crash: a table whose
+        # copy did not finish is copied again, under a snapshot newer than any checkpoint.
+        spools: dict[TableId, list[tuple[Position, Item | RawRows]]] = {}
+        spooled = 0
 
-        def admit(table: TableId, mapping: TableMapping | None) -> TableMapping | None:
-            """The mapping if this transaction's changes to ``table`` are to be applied; None if
-            the table's snapshot holds them. Waits while the table is being copied."""
+        def take(item: Item | RawRows, mapping: TableMapping) -> int:
+            """Put a change (or a passthrough group) into the open target transaction's
+            buffers, keeping the order between the two kinds; the number of row changes."""
+            nonlocal batch_used
+            if isinstance(item, RawRows):
+                if batch_used:  # keep the order: earlier normal changes go first
+                    ops = batch.drain()
+                    if ops:
+                        writer.run(sink.apply, ops)
+                    batch_used = False
+                raw.add(item, mapping)
+                if raw.size >= max_rows:
+                    writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
+                return len(item.keys)
+            if raw.size:  # keep the order: earlier passthrough rows go first
+                writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
+            batch_used = True
+            batch.add(item, mapping)  # type: ignore[arg-type]
+            if batch.size >= max_rows:
+                writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
+            return 1
+
+        def finish_copies() -> int:
+            """Tables whose copy just ended: apply what was held back for them that their
+            snapshot does not hold, and mark them done, in the open target transaction."""
+            nonlocal spooled
+            replayed = 0
+            for table in gate.take_released():
+                snap = gate.positions.get(table)
+                mapping = mappings[table]
+                for txn, item in spools.pop(table, []):
+                    n = len(item.keys) if isinstance(item, RawRows) else 1
+                    spooled -= n
+                    if not (snap is not None and txn is not None and gate.covered(txn, snap)):
+                        replayed += take(item, mapping)
+                writer.run(self._mark_done, sink, source, gate, table)
+            return replayed
+
+        def admit(table: TableId, mapping: TableMapping | None) -> tuple[TableMapping | None, bool]:
+            """Whether this transaction's changes to ``table`` are applied (its mapping), held
+            back (the table is being copied: True), or dropped (its snapshot holds them: None)."""
             if mapping is None:
-                return None
+                return None, False
             if gate.is_held(table):
-                self.log.info("waiting for the snapshot of a table before applying its changes", table=str(table))
+                if spooled < SPOOL_MAX:
+                    return mapping, True
+                self.log.info("too many changes held back: waiting for the copy of a table", table=str(table))
                 if not gate.wait(table, self.stop):
                     raise _Stopped
+            if gate.released:
+                nonlocal pending_changes
+                pending_changes += finish_copies()
             snap = gate.positions.get(table)
             if snap is not None and txn_position is not None and gate.covered(txn_position, snap):
-                return None
-            return mapping
+                return None, False
+            return mapping, False
 
         def commit() -> None:
             nonlocal pending_changes, pending_txns, changes_total, txns_total, committed_pos
@@ -409,6 +466,10 @@ class FlowRunner:
                 writer.check()
                 if gate.error is not None:
                     raise gate.error
+                if gate.released:
+                    pending_changes += finish_copies()
+                    if not in_txn and position is not None:
+                        commit()  # the tables are done now, with what was held back
                 if not in_txn and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + REQUEST_POLL_SECONDS
                     requested = self._requested(lock, gate)
@@ -431,7 +492,10 @@ class FlowRunner:
                 except StopIteration:
                     if gate.busy and not gate.wait_all(self.stop):
                         return writer.finish()
-                    if position != committed_pos:
+                    if gate.released:
+                        pending_changes += finish_copies()
+                        commit()
+                    elif position != committed_pos:
                         commit()
                     return writer.finish()
                 if chunk is None:
@@ -441,38 +505,20 @@ class FlowRunner:
                 self._streaming = True
                 for item in chunk:
                     kind = type(item)
-                    if kind is RawRows:  # type: ignore[comparison-overlap]  # PG passthrough
+                    if kind is Change or kind is RawRows:  # type: ignore[comparison-overlap]
                         table = item.table  # type: ignore[union-attr]
                         if table is not last_table:
                             last_table, last_mapping = table, mappings.get(table)
+                            hold_back = False
                             if gated:
-                                last_mapping = admit(table, last_mapping)
+                                last_mapping, hold_back = admit(table, last_mapping)
                         if last_mapping is None:
                             continue
-                        if batch_used:  # keep the order: earlier normal changes go first
-                            ops = batch.drain()
-                            if ops:
-                                writer.run(sink.apply, ops)
-                            batch_used = False
-                        raw.add(item, last_mapping)  # type: ignore[arg-type]
-                        txn_changes += len(item.keys)  # type: ignore[union-attr]
-                        if raw.size >= max_rows and in_txn:
-                            writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
-                    elif kind is Change:
-                        if raw.size:  # keep the order: earlier passthrough rows go first
-                            writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
-                        batch_used = True
-                        table = item.table  # type: ignore[union-attr]
-                        if table is not last_table:
-                            last_table, last_mapping = table, mappings.get(table)
-                            if gated:
-                                last_mapping = admit(table, last_mapping)
-                        if last_mapping is None:
+                        if hold_back:
+                            spools.setdefault(table, []).append((txn_position, item))
+                            spooled += len(item.keys) if isinstance(item, RawRows) else 1
                             continue
-                        batch.add(item, last_mapping)  # type: ignore[arg-type]
-                        txn_changes += 1
-                        if batch.size >= max_rows and in_txn:
-                            writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
+                        txn_changes += take(item, last_mapping)
                     elif kind is Begin:
                         in_txn = True
                         txn_changes = 0
@@ -499,6 +545,8 @@ class FlowRunner:
                         if mapping is not None:
                             if gate.is_held(mapping.source) and not gate.wait(mapping.source, self.stop):
                                 raise _Stopped
+                            if gate.released:
+                                pending_changes += finish_copies()
                             if pending_txns:
                                 commit()  # a MySQL target commits implicitly on DDL
                             writer.finish()  # the sink is the writer's until it is idle
@@ -516,6 +564,14 @@ class FlowRunner:
         finally:
             reader.close()
             writer.close()
+
+    def _mark_done(self, sink: Sink, source: Source, gate: SnapshotGate, table: TableId) -> None:
+        """In the open target transaction: the table's copy is done, as of its snapshot."""
+        name = str(table)
+        SnapshotState(sink.conn, self.config.state_schema).finish(
+            self.flow.name, name, source.format_position(gate.positions[table])
+        )
+        self.log.info("table copied; streaming continues from its snapshot", table=name)
 
     def _commit(
         self, sink: Sink, source: Source, checkpoint: Checkpoint, position: Position,

@@ -89,9 +89,11 @@ def open_snapshot_reader(config: Config, flow: FlowConfig) -> SnapshotReader:
 class SnapshotGate:
     """What the pipeline needs to know about snapshots, shared with the copying threads.
 
-    ``hold(table)``: the table is being copied; its changes must wait. ``release(table,
-    position)``: copied as of ``position``; changes of transactions that position covers are
-    dropped, later ones applied. ``fail(exc)``: the copy failed; the pipeline raises it.
+    ``hold(table)``: the table is being copied; the pipeline holds its changes back.
+    ``release(table, position)``: copied as of ``position``; changes of transactions that
+    position covers are dropped, later ones applied; the table waits in :attr:`released` until
+    the pipeline has applied what it held back and marked the table done, in one target
+    transaction. ``fail(exc)``: the copy failed; the pipeline raises it.
     """
 
     def __init__(self, covered: Callable[[Position, Position], bool]) -> None:
@@ -100,6 +102,7 @@ class SnapshotGate:
         self._held: dict[TableId, threading.Event] = {}
         self._lock = threading.Lock()
         self.error: BaseException | None = None
+        self.released: list[TableId] = []  # copied, not yet marked done by the pipeline
 
     def hold(self, table: TableId) -> None:
         with self._lock:
@@ -109,9 +112,15 @@ class SnapshotGate:
     def release(self, table: TableId, position: Position) -> None:
         with self._lock:
             self.positions[table] = position
+            self.released.append(table)
             event = self._held.pop(table, None)
         if event is not None:
             event.set()
+
+    def take_released(self) -> list[TableId]:
+        with self._lock:
+            out, self.released = self.released, []
+        return out
 
     def fail(self, exc: BaseException) -> None:
         with self._lock:
@@ -174,15 +183,26 @@ class _TablePlan:
     started: float = field(default_factory=time.monotonic)
 
 
-def _truncate(sink: Sink, table: TableId) -> None:
+def _truncate(sink: Sink, tables: list[TableId]) -> None:
+    """Empty the target tables (in the sink's open transaction on PostgreSQL). PostgreSQL
+    refuses to TRUNCATE a table another one references unless both are in the statement: the
+    flow's tables go in one statement, and a table referenced from outside the set (a refresh
+    of one table) is emptied with DELETE, which the replica session role allows."""
     conn: Any = sink.conn
     if isinstance(conn, psycopg.Connection):
-        conn.execute(sql.SQL("TRUNCATE {}.{}").format(sql.Identifier(table.schema), sql.Identifier(table.name)))
+        names = sql.SQL(", ").join(sql.Identifier(t.schema, t.name) for t in tables)
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("TRUNCATE {}").format(names))
+        except psycopg.errors.FeatureNotSupported:
+            for t in tables:
+                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(t.schema, t.name)))
     else:
         from .mysql.writer import qtable
 
         with conn.cursor() as cur:
-            cur.execute(f"TRUNCATE TABLE {qtable(table)}")
+            for t in tables:
+                cur.execute(f"TRUNCATE TABLE {qtable(t)}")
 
 
 class Snapshotter:
@@ -216,9 +236,11 @@ class Snapshotter:
         tables: list[BoundTable],
         format_position: Callable[[Position], str],
         on_table_done: Callable[[TableId, Position], None] | None = None,
+        mark_done: bool = True,
     ) -> dict[TableId, Position]:
         """Copy ``tables``; returns each table's snapshot position. Raises the first error
-        (the other tables stop at their next chunk and stay ``copying``)."""
+        (the other tables stop at their next chunk and stay ``copying``). ``mark_done=False``:
+        the caller (a running pipeline) marks each table done, with what it held back."""
         if not tables:
             return {}
         reader = open_snapshot_reader(self.config, self.flow)
@@ -236,9 +258,9 @@ class Snapshotter:
                     plans[b.mapping.source] = _TablePlan(b, est, parts, len(parts))
             finally:
                 conn.close()
+            _truncate(control, [plan.bound.mapping.target for plan in plans.values()])
             for plan in plans.values():
-                _truncate(control, plan.bound.mapping.target)
-                state.start(self.flow.name, plan.bound.name, None, plan.estimate)
+                state.start(self.flow.name, plan.bound.name, str(plan.bound.mapping.target), plan.estimate)
                 control.conn.commit()
                 self.progress.add(plan.bound.name, plan.estimate)
                 self.log.info("snapshot of table started", table=plan.bound.name,
@@ -264,8 +286,9 @@ class Snapshotter:
                         plan.remaining -= 1
                         if plan.remaining == 0:
                             table = plan.bound.mapping.source
-                            state.finish(self.flow.name, plan.bound.name, format_position(plan.position))
-                            control.conn.commit()
+                            if mark_done:
+                                state.finish(self.flow.name, plan.bound.name, format_position(plan.position))
+                                control.conn.commit()
                             self.progress.finish(plan.bound.name)
                             done[table] = plan.position
                             if on_table_done is not None:
@@ -309,9 +332,9 @@ class Snapshotter:
                     self.log.info("text route refused; copying the table value by value", table=b.name, why=why)
                     conn.close()
                     conn, position = reader.reader()
-                    _truncate(sink, b.mapping.target)
+                    _truncate(sink, [b.mapping.target])
                     SnapshotState(sink.conn, self.config.state_schema).start(
-                        self.flow.name, b.name, None, plan.estimate
+                        self.flow.name, b.name, str(b.mapping.target), plan.estimate
                     )
                     sink.conn.commit()
             self._commit_chunks(b, sink.conn, self._decoded_chunks(reader, conn, sink, b, columns, part))
@@ -350,7 +373,9 @@ class Snapshotter:
         return "source text" if pg_supported(b.source, types) else "values"
 
     def _load_data(self, reader: Any, conn: Any, b: BoundTable, columns: tuple[str, ...]) -> None:
-        from .mysql.load import load_chunk, load_columns, source_lines
+        import pymysql
+
+        from .mysql.load import LOCAL_INFILE_OFF, LoadRejected, load_chunk, load_columns, source_lines
         from .mysql.writer import connect, session_setup
 
         target = connect(self.config.systems[self.flow.target].url, autocommit=False, local_infile=True)
@@ -362,7 +387,12 @@ class Snapshotter:
             def chunks() -> Iterator[int]:
                 while True:
                     self._check_stop()
-                    n = load_chunk(target, b.mapping.target, column_list, lines, self.chunk_rows)
+                    try:
+                        n = load_chunk(target, b.mapping.target, column_list, lines, self.chunk_rows)
+                    except pymysql.err.Error as exc:
+                        if exc.args and exc.args[0] in LOCAL_INFILE_OFF:
+                            raise LoadRejected(f"the target refuses LOAD DATA LOCAL ({exc.args[-1]})") from None
+                        raise
                     if n:
                         yield n
                     if n < self.chunk_rows:
@@ -549,9 +579,8 @@ def _request(config: Config, flow: FlowConfig, names: list[str], progress: Progr
                     progress.finish(name)
                 progress.close()
                 return [_outcome(states[n]) for n in names]
-            if not any(states.get(n) is not None and states[n].status == "copying" for n in names) \
-                    and lock.acquire():
-                return None  # nobody is running the flow any more
+            if lock.acquire():
+                return None  # nobody runs the flow any more: this process copies
             if stop.is_set() or time.monotonic() > deadline:
                 raise ReplicatorError(
                     "gave up waiting for the running flow to copy the tables (they stay requested;"

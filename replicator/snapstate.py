@@ -7,6 +7,9 @@ table):
 ``status``
     ``requested`` (``snapshot --table`` asked a running ``run`` to copy it), ``copying`` (a
     copy is under way or was interrupted: it is redone from the start), ``done``.
+``target_table``
+    The target table the copy went to: a table whose flow now maps it elsewhere counts as
+    never copied.
 ``position``
     The source position of the consistent snapshot the copy was read under. Changes of
     transactions the snapshot already holds (``Source.covered``) are not applied again by
@@ -38,6 +41,7 @@ from .urls import parse
 @dataclass(frozen=True)
 class TableSnapshotState:
     table: str
+    target: str | None
     status: str
     position: str | None
     rows_copied: int
@@ -67,6 +71,7 @@ class _PgSQL(_StateSQL):
     ddl = """CREATE TABLE IF NOT EXISTS {t} (
         flow text NOT NULL,
         source_table text NOT NULL,
+        target_table text,
         status text NOT NULL,
         position text,
         rows_copied bigint NOT NULL DEFAULT 0,
@@ -82,11 +87,11 @@ class _PgSQL(_StateSQL):
 
     def upsert(self) -> str:
         return (
-            f"INSERT INTO {self.table()} (flow, source_table, status, position, rows_copied,"
+            f"INSERT INTO {self.table()} (flow, source_table, target_table, status, position, rows_copied,"
             " chunks_done, rows_estimated, started_at, finished_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, 0, 0, %s, clock_timestamp(), NULL, clock_timestamp())"
+            " VALUES (%s, %s, %s, %s, NULL, 0, 0, %s, clock_timestamp(), NULL, clock_timestamp())"
             " ON CONFLICT (flow, source_table) DO UPDATE SET status = EXCLUDED.status,"
-            " position = EXCLUDED.position, rows_copied = 0, chunks_done = 0,"
+            " target_table = EXCLUDED.target_table, position = NULL, rows_copied = 0, chunks_done = 0,"
             " rows_estimated = EXCLUDED.rows_estimated, started_at = EXCLUDED.started_at,"
             " finished_at = NULL, updated_at = EXCLUDED.updated_at"
         )
@@ -96,6 +101,7 @@ class _MySQL(_StateSQL):
     ddl = """CREATE TABLE IF NOT EXISTS {t} (
         flow VARCHAR(64) NOT NULL,
         source_table VARCHAR(300) NOT NULL,
+        target_table VARCHAR(300) NULL,
         status VARCHAR(16) NOT NULL,
         position TEXT NULL,
         rows_copied BIGINT NOT NULL DEFAULT 0,
@@ -112,10 +118,10 @@ class _MySQL(_StateSQL):
 
     def upsert(self) -> str:
         return (
-            f"INSERT INTO {self.table()} (flow, source_table, status, position, rows_copied,"
+            f"INSERT INTO {self.table()} (flow, source_table, target_table, status, position, rows_copied,"
             " chunks_done, rows_estimated, started_at, finished_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, 0, 0, %s, UTC_TIMESTAMP(6), NULL, UTC_TIMESTAMP(6))"
-            " ON DUPLICATE KEY UPDATE status = VALUES(status), position = VALUES(position),"
+            " VALUES (%s, %s, %s, %s, NULL, 0, 0, %s, UTC_TIMESTAMP(6), NULL, UTC_TIMESTAMP(6))"
+            " ON DUPLICATE KEY UPDATE status = VALUES(status), target_table = VALUES(target_table), position = NULL,"
             " rows_copied = 0, chunks_done = 0, rows_estimated = VALUES(rows_estimated),"
             " started_at = VALUES(started_at), finished_at = NULL, updated_at = VALUES(updated_at)"
         )
@@ -143,21 +149,21 @@ class SnapshotState:
 
     def load(self, flow: str) -> dict[str, TableSnapshotState]:
         rows = self._exec(
-            f"SELECT source_table, status, position, rows_copied, chunks_done, rows_estimated,"
-            f" started_at, finished_at FROM {self.sql.table()} WHERE flow = %s",
+            f"SELECT source_table, target_table, status, position, rows_copied, chunks_done,"
+            f" rows_estimated, started_at, finished_at FROM {self.sql.table()} WHERE flow = %s",
             (flow,),
         )
         return {
             str(r[0]): TableSnapshotState(
-                str(r[0]), str(r[1]), r[2], int(r[3]), int(r[4]),
-                None if r[5] is None else int(r[5]), r[6], r[7],
+                str(r[0]), None if r[1] is None else str(r[1]), str(r[2]), r[3], int(r[4]), int(r[5]),
+                None if r[6] is None else int(r[6]), r[7], r[8],
             )
             for r in rows
         }
 
-    def start(self, flow: str, table: str, position: str | None, rows_estimated: int | None,
+    def start(self, flow: str, table: str, target: str | None, rows_estimated: int | None,
               status: str = "copying") -> None:
-        self._exec(self.sql.upsert(), (flow, table, status, position, rows_estimated))
+        self._exec(self.sql.upsert(), (flow, table, target, status, rows_estimated))
 
     def chunk_done(self, flow: str, table: str, rows: int) -> None:
         self._exec(
@@ -174,6 +180,10 @@ class SnapshotState:
             " WHERE flow = %s AND source_table = %s",
             (position, flow, table),
         )
+
+    def forget(self, flow: str, table: str) -> None:
+        """The table left the flow: if it comes back, it is copied again."""
+        self._exec(f"DELETE FROM {self.sql.table()} WHERE flow = %s AND source_table = %s", (flow, table))
 
     def request(self, flow: str, table: str) -> None:
         """Ask a running ``run`` to (re)copy ``table``."""

@@ -40,6 +40,10 @@ _ESCAPED = ("char", "varchar", "tinytext", "text", "mediumtext", "longtext", "en
 _BINARY = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
 
 
+# Server errors meaning "LOAD DATA LOCAL is disabled here" (MySQL 8 turns local_infile off).
+LOCAL_INFILE_OFF = frozenset({1148, 3948, 4166})
+
+
 class LoadRejected(Exception):
     """The target reported warnings for a loaded chunk: the rows were not taken as they are."""
 
