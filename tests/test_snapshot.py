@@ -26,6 +26,7 @@ until it is fixed); the message says where and why. Crashes during snapshots are
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -188,6 +189,17 @@ def assert_route(out: str, table: str, route: str) -> None:
     assert "route refused" not in out, out
 
 
+def assert_verify_equal(cfg: Path, flow: str, rows: dict[str, int]) -> None:
+    """``replicator verify --flow FLOW --json`` exits 0 and finds every table equal, with
+    ``rows`` rows (by source table) on both sides."""
+    proc = cli(cfg, "verify", "--flow", flow, "--json")
+    assert proc.returncode == 0, f"verify exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr[-3000:]}"
+    report = json.loads(proc.stdout)
+    assert report["equal"] is True, report
+    found = {t["source"]: (t["source_rows"], t["target_rows"], t["equal"]) for t in report["tables"]}
+    assert found == {table: (n, n, True) for table, n in rows.items()}, report
+
+
 def summary(stdout: str) -> dict[str, re.Match[str]]:
     """The per-table summary lines of ``replicator snapshot``, by table."""
     return {m["table"]: m for m in SUMMARY.finditer(stdout)}
@@ -268,6 +280,8 @@ def test_pg_to_mariadb_snapshot_copies_every_type_exactly_as_streaming_writes_it
         assert_pg2my_rows(src, streamed, PG2MY_COLS)
 
     compare(85)
+    for flow in (two.flow_a, two.flow_b):
+        assert_verify_equal(two.cfg, flow, {"public.types": 85})
     states_a, states_b = two.states(mariadb, "mysql")
     assert list(states_a) == ["public.types"] and states_a["public.types"].status == "done", states_a
     assert states_a["public.types"].rows_copied == 85, states_a
@@ -316,6 +330,8 @@ def test_mariadb_to_pg_snapshot_copies_every_type_exactly_as_streaming_writes_it
             assert_my2pg_rows(src, streamed, cols)
 
     compare(85)
+    for flow in (two.flow_a, two.flow_b):
+        assert_verify_equal(two.cfg, flow, {f"{db}.types": 85, f"{db}.types_text": 85})
     # the target tables are the type map's (a jsonb column holds documents, TIME is an interval)
     types = "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'types' ORDER BY ordinal_position"
     assert pg_fetch(pg_target, two.db_a, types) == pg_fetch(pg_target, two.db_b, types)
@@ -351,6 +367,8 @@ def test_pg_to_pg_snapshot_copies_every_type_exactly_as_streaming_writes_it(
             assert_same_rows(src, copied, cols, same_width=True)
 
     compare(85)
+    for flow in (two.flow_a, two.flow_b):
+        assert_verify_equal(two.cfg, flow, {"public.types": 85})
     pg_script(pg_source, db, *round_2_types(PG2PG_NAMES))
     run_once(two.cfg)
     compare(80)
@@ -393,6 +411,8 @@ def test_mariadb_to_mariadb_snapshot_copies_every_type_exactly_as_streaming_writ
             assert_same_rows(src, copied, cols, same_width=True)
 
     compare(85)
+    for flow in (two.flow_a, two.flow_b):
+        assert_verify_equal(two.cfg, flow, {f"{db}.types": 85, f"{db}.types_text": 84})
     my_script(mariadb, db, *MY_ROUND_2_TYPES, time_zone="+05:00")
     run_once(two.cfg)
     compare(90)  # round 2 changes only types
@@ -549,7 +569,9 @@ def test_pg_snapshot_of_a_large_table_split_in_key_ranges_under_concurrent_write
     out, during = _copy_under_writes(cfg, flow, "public.t", writer, pg_target, db, cleanup)
     started = [line for line in out.splitlines() if "snapshot of table started" in line]
     assert len(started) == 1 and "parts=3" in started[0] and "route='copy text'" in started[0], out
-    _assert_exact_and_applied_once(pg_fetch(pg_source, db, "SELECT id, version, v FROM t ORDER BY id"), pg_target, db, during, writer)
+    src_rows = pg_fetch(pg_source, db, "SELECT id, version, v FROM t ORDER BY id")
+    _assert_exact_and_applied_once(src_rows, pg_target, db, during, writer)
+    assert_verify_equal(cfg, flow, {"public.t": len(src_rows)})
 
 
 def test_mariadb_snapshot_under_concurrent_writes_is_exact_and_applies_each_change_once(
@@ -574,7 +596,9 @@ def test_mariadb_snapshot_under_concurrent_writes_is_exact_and_applies_each_chan
     pg_script(pg_target, db, version_log_sql("t"))
     writer = MariaVersionWriter(mariadb, db, range(2, 2 * rows + 1, 2), 2 * rows)
     _, during = _copy_under_writes(cfg, flow, f"{db}.t", writer, pg_target, db, cleanup)
-    _assert_exact_and_applied_once(my_fetch(mariadb, db, "SELECT id, version, v FROM t ORDER BY id"), pg_target, db, during, writer)
+    src_rows = my_fetch(mariadb, db, "SELECT id, version, v FROM t ORDER BY id")
+    _assert_exact_and_applied_once(src_rows, pg_target, db, during, writer)
+    assert_verify_equal(cfg, flow, {f"{db}.t": len(src_rows)})
 
 
 # --------------------------------------------------------------------------- 4. refresh of one table while run streams
