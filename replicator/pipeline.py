@@ -353,7 +353,7 @@ class FlowRunner:
         if self._stop_at is not None and start is not None and start >= self._stop_at:
             if gate.wait_all(self.stop):  # --once: nothing to stream, but finish the copies
                 for table in gate.take_released():
-                    self._mark_done(sink, source, gate, table)
+                    self._mark_done(sink, str(table), source.format_position(gate.positions[table]))
                 sink.conn.commit()
             return True
 
@@ -415,7 +415,9 @@ class FlowRunner:
                     spooled -= n
                     if not (snap is not None and txn is not None and gate.covered(txn, snap)):
                         replayed += take(item, mapping)
-                writer.run(self._mark_done, sink, source, gate, table)
+                assert snap is not None
+                # the position's text now: the gate forgets positions the stream has passed
+                writer.run(self._mark_done, sink, str(table), source.format_position(snap))
             return replayed
 
         def admit(table: TableId, mapping: TableMapping | None) -> tuple[TableMapping | None, bool]:
@@ -565,13 +567,10 @@ class FlowRunner:
             reader.close()
             writer.close()
 
-    def _mark_done(self, sink: Sink, source: Source, gate: SnapshotGate, table: TableId) -> None:
+    def _mark_done(self, sink: Sink, table: str, position: str) -> None:
         """In the open target transaction: the table's copy is done, as of its snapshot."""
-        name = str(table)
-        SnapshotState(sink.conn, self.config.state_schema).finish(
-            self.flow.name, name, source.format_position(gate.positions[table])
-        )
-        self.log.info("table copied; streaming continues from its snapshot", table=name)
+        SnapshotState(sink.conn, self.config.state_schema).finish(self.flow.name, table, position)
+        self.log.info("table copied; streaming continues after its snapshot", table=table, position=position)
 
     def _commit(
         self, sink: Sink, source: Source, checkpoint: Checkpoint, position: Position,
