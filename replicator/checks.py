@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Config, FlowConfig
+from .config import Config, FlowConfig, TableConfig
 from .errors import ReplicatorError
 from .mapping import TableMapping
 from .binding import open_sink, open_source
@@ -98,6 +98,22 @@ def _check_mysql_source(config: Config, name: str, ok: list[str], problems: list
 _CONNECT_FIX = "check the URL, the user's password and that the server runs"
 
 
+def _check_creatable(
+    config: Config, flow: FlowConfig, table: TableConfig, where: str, ok: list[str], problems: list[Problem]
+) -> None:
+    """A missing target table is fine if the snapshot can create it from the source's."""
+    from .schema import plan_tables
+
+    dst = config.target_table(flow, table)
+    try:
+        plan_tables(config, flow, [table])
+    except ReplicatorError as exc:
+        problems.append(Problem(where, f"target table {dst} does not exist and cannot be created: {exc}",
+                                f"create {dst} on system {flow.target} by hand"))
+        return
+    ok.append(f"{where}: target table {dst} does not exist yet: the snapshot creates it")
+
+
 def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str], problems: list[Problem]) -> None:
     where = f"flow {flow.name}"
     sink = None
@@ -127,7 +143,13 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
                 continue
             dst_info = sink.describe(dst)
             if dst_info is None:
-                problems.append(Problem(where, f"target table {dst} does not exist", f"create {dst} on system {flow.target}"))
+                if flow.snapshot == "initial" and src_info is not None:
+                    _check_creatable(config, flow, table, where, ok, problems)
+                else:
+                    problems.append(Problem(
+                        where, f"target table {dst} does not exist",
+                        f"create {dst} on system {flow.target} (`replicator snapshot --schema-only` creates it)",
+                    ))
                 continue
             if src_info is not None:
                 try:

@@ -260,11 +260,7 @@ class FlowRunner:
             state.ensure()
             sink.conn.commit()
             if self.flow.snapshot == "initial":
-                from .schema import create_missing
-
-                for plan in create_missing(self.config, self.flow):
-                    if not plan.exists:
-                        self.log.info("created target table", table=str(plan.target), source=str(plan.source))
+                self._create_missing(source, sink)
             self._bound = bind_tables(self.config, self.flow, source, sink)
             mappings = {b.mapping.source: b.mapping for b in self._bound}
             self._passthrough = {
@@ -304,6 +300,21 @@ class FlowRunner:
             if source is not None:
                 source.close()
             lock.release()
+
+    def _create_missing(self, source: Source, sink: Sink) -> None:
+        """Create the target tables the snapshot will fill, once everything else is known to
+        fit: the tables that exist bind, and every missing one can be translated."""
+        from .schema import create_missing, plan_tables
+
+        plans = plan_tables(self.config, self.flow)  # reads only; raises on untranslatable types
+        missing = {str(p.source) for p in plans if not p.exists}
+        if not missing:
+            return
+        present = [t for t in self.flow.tables if str(self.config.source_table(self.flow, t)) not in missing]
+        bind_tables(self.config, self.flow, source, sink, present)
+        for plan in create_missing(self.config, self.flow):
+            if not plan.exists:
+                self.log.info("created target table", table=str(plan.target), source=str(plan.source))
 
     def _start_snapshot(self, tables: list[BoundTable], gate: SnapshotGate, source: Source) -> None:
         """Copy ``tables`` in a background thread; their changes wait at the gate meanwhile."""

@@ -91,13 +91,25 @@ def test_missing_target_table_and_column_check_and_run_fail_before_writing(tmp_p
     pg_source.execute("CREATE TABLE items (id int PRIMARY KEY, name text, extra text)", dbname=fresh_db_name)
     pg_source.execute("CREATE TABLE other (id int PRIMARY KEY)", dbname=fresh_db_name)
     pg_target.execute("CREATE TABLE items (id int PRIMARY KEY, name text)", dbname=fresh_db_name)
-    cfg = write(tmp_path, pg_pg_config(*dbs, tables="      - source: items\n      - source: other\n"))
-    proc = cli("-c", cfg, "check")
+    tables = "      - source: items\n      - source: other\n"
+    never = write(tmp_path, pg_pg_config(*dbs, tables=tables).replace("    tables:", "    snapshot: never\n    tables:"))
+    proc = cli("-c", never, "check")
     assert_clean_failure(
-        proc, 1, "target table public.items has no column 'extra'", "target table public.other does not exist"
+        proc, 1, "target table public.items has no column 'extra'", "target table public.other does not exist",
+        "snapshot --schema-only` creates it",
     )
+    # with `snapshot: initial` (the default) the snapshot creates the missing table: no problem
+    cfg = write(tmp_path, pg_pg_config(*dbs, tables=tables))
+    proc = cli("-c", cfg, "check")
+    out = assert_clean_failure(
+        proc, 1, "target table public.items has no column 'extra'",
+        "ok       flow f1: target table public.other does not exist yet: the snapshot creates it",
+    )
+    assert "PROBLEM  flow f1: target table public.other" not in out, out
     proc = cli("-c", cfg, "run", "--once")
     assert_clean_failure(proc, 1, "target table public.items has no column 'extra'")
+    # The missing table was not created either: the flow failed before any DDL.
+    assert pg_target.execute("SELECT to_regclass('public.other')::text", dbname=fresh_db_name) == [(None,)]
     # Nothing was written: not even the state schema's checkpoint row.
     rows = pg_target.execute(
         "SELECT count(*) FROM pg_tables WHERE schemaname = '_replicator' AND tablename = 'checkpoints'",
