@@ -60,11 +60,6 @@ class BoundTable:
     same_types: bool = False  # same engine, every column of the very same type, no transform
 
     @property
-    def plain(self) -> bool:
-        """No per-table option beyond names and renames (no value is transformed)."""
-        return self.config.model_fields_set <= _PLAIN_KEYS
-
-    @property
     def name(self) -> str:
         return str(self.mapping.source)
 
@@ -95,12 +90,9 @@ def bind_tables(
     return bound
 
 
-_PLAIN_KEYS = frozenset({"source", "target", "columns"})
-
-
 def _same_types(table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo) -> bool:
     """Every source column lands in a target column of the very same declared type."""
-    if not table.model_fields_set <= _PLAIN_KEYS:
+    if not table.plain:
         return False
     types = {c.name: c.type for c in target.columns}
     return all(types.get(mapping.target_name(c.name)) == c.type for c in source.columns)

@@ -53,6 +53,11 @@ class TableConfig(_Model):
     target: str | None = None
     columns: dict[str, str] = Field(default_factory=dict)
 
+    @property
+    def plain(self) -> bool:
+        """No option beyond names and renames: no value is transformed on the way."""
+        return self.model_fields_set <= {"source", "target", "columns"}
+
 
 class BatchConfig(_Model):
     max_rows: int = Field(default=20000, ge=1)
@@ -142,6 +147,12 @@ class Config(_Model):
     def target_table(self, flow: FlowConfig, table: TableConfig) -> TableId:
         name = table.target or split_table_name(table.source, "").name
         return split_table_name(name, self.default_schema(flow.target))
+
+    def table_names(self, flow: FlowConfig, table: TableConfig) -> set[str]:
+        """What designates ``table`` on the command line: its source or target, as written in
+        the config, schema-qualified, or bare."""
+        src, dst = self.source_table(flow, table), self.target_table(flow, table)
+        return {table.source, table.target or "", str(src), str(dst), src.name, dst.name} - {""}
 
     def secrets(self) -> list[str]:
         return [s.password for s in self.systems.values() if s.password]

@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
@@ -147,30 +147,20 @@ class SnapshotGate:
         return True
 
     def wait_all(self, stop: threading.Event) -> bool:
-        while self._held:
-            table = next(iter(list(self._held)), None)
-            if table is not None and not self.wait(table, stop):
+        for table in list(self._held):
+            if not self.wait(table, stop):
                 return False
         if self.error is not None:
             raise self.error
         return True
-
-    def skipped(self, txn_position: Position) -> set[TableId]:
-        """The copied tables whose snapshot already holds this transaction."""
-        if txn_position is None or not self.positions:
-            return set()
-        return {t for t, p in list(self.positions.items()) if self.covered(txn_position, p)}
 
     def passed(self, position: Position) -> None:
         """The stream committed up to ``position``: forget snapshots it is past."""
         if self.positions:
             with self._lock:
                 for t, p in list(self.positions.items()):
-                    try:
-                        if position >= p:
-                            del self.positions[t]
-                    except TypeError:
-                        pass
+                    if position >= p:
+                        del self.positions[t]
 
 
 @dataclass
@@ -180,7 +170,6 @@ class _TablePlan:
     parts: list[Any]
     remaining: int = 0
     position: Position | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 def _truncate(sink: Sink, tables: list[TableId]) -> None:
@@ -362,7 +351,7 @@ class Snapshotter:
         source = self.config.systems[self.flow.source].engine
         if source == "postgresql":
             return "copy text" if b.passthrough is not None else "values"
-        if not b.plain or os.environ.get("REPLICATOR_TEST_NO_TEXT_ROUTES"):
+        if not b.config.plain or os.environ.get("REPLICATOR_TEST_NO_TEXT_ROUTES"):
             return "values"
         from .mysql.load import pg_supported, supported
 
@@ -468,13 +457,9 @@ class TableOutcome:
     seconds: float | None
 
 
-def _names(config: Config, flow: FlowConfig, table: TableConfig) -> tuple[str | None, ...]:
-    return (table.source, str(config.source_table(flow, table)), table.target, str(config.target_table(flow, table)))
-
-
 def has_table(config: Config, flow: FlowConfig, name: str) -> bool:
-    """Whether ``name`` (source or target name, plain or schema-qualified) is one of the flow's tables."""
-    return any(name in _names(config, flow, t) for t in flow.tables)
+    """Whether ``name`` designates one of the flow's tables (:meth:`Config.table_names`)."""
+    return any(name in config.table_names(flow, t) for t in flow.tables)
 
 
 def select_tables(config: Config, flow: FlowConfig, names: list[str] | tuple[str, ...]) -> list[TableConfig]:
@@ -483,7 +468,7 @@ def select_tables(config: Config, flow: FlowConfig, names: list[str] | tuple[str
         return list(flow.tables)
     chosen: list[TableConfig] = []
     for name in names:
-        match = [t for t in flow.tables if name in _names(config, flow, t)]
+        match = [t for t in flow.tables if name in config.table_names(flow, t)]
         if not match:
             known = ", ".join(t.source for t in flow.tables)
             raise ConfigError(f"flow {flow.name} has no table {name!r} (its tables: {known})")

@@ -90,3 +90,8 @@ def schema_exists(conn: Any, schema: str) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (schema,))
         return cur.fetchone() is not None
+
+
+def base_type(column: ColumnInfo) -> str:
+    """The bare type name of a ``COLUMN_TYPE``: ``int(10) unsigned`` -> ``int``."""
+    return column.type.lower().split("(")[0].split(" ")[0]

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..mapping import ColumnInfo, TableInfo
 from ..records import TableId
+from .catalog import base_type
 from .writer import qtable, quote
 
 # Column types whose text goes through as it is (no tab, newline or backslash inside).
@@ -48,26 +49,30 @@ class LoadRejected(Exception):
     """The target reported warnings for a loaded chunk: the rows were not taken as they are."""
 
 
-def _base(column: ColumnInfo) -> str:
-    return column.type.lower().split("(")[0].split(" ")[0]
+def _escape(col: str, nul: bool) -> str:
+    """``col``'s text escaped as LOAD DATA and COPY read it: backslash, tab, newline,
+    carriage return, and NUL for LOAD DATA (PostgreSQL text cannot hold a NUL anyway)."""
+    pairs = (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"), ("\\r", "\\\\r"), ("\\0", "\\\\0"))
+    for char, escaped in pairs if nul else pairs[:-1]:
+        col = f"REPLACE({col}, '{char}', '{escaped}')"
+    return col
 
 
 def supported(info: TableInfo) -> bool:
     """Whether every column's text round-trips through LOAD DATA exactly."""
-    return all(_base(c) in _PLAIN or _base(c) in _ESCAPED or _base(c) in _BINARY or _base(c) == "float"
+    return all(base_type(c) in _PLAIN or base_type(c) in _ESCAPED or base_type(c) in _BINARY or base_type(c) == "float"
                for c in info.columns)
 
 
 def _expr(column: ColumnInfo) -> str:
     col = quote(column.name)
-    base = _base(column)
+    base = base_type(column)
     if base == "float":
         col = f"CAST({col} AS DOUBLE)"  # FLOAT's own text has six digits; the target rounds back
     elif base in _BINARY:
         col = f"HEX({col})"  # loaded through UNHEX: bytes never meet a character set
     elif base in _ESCAPED:
-        for char, escaped in (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"), ("\\r", "\\\\r"), ("\\0", "\\\\0")):
-            col = f"REPLACE({col}, '{char}', '{escaped}')"
+        col = _escape(col, nul=True)
     return f"IFNULL({col}, '\\\\N')"
 
 
@@ -88,7 +93,7 @@ def _pg_type_fits(source: ColumnInfo, target_type: str) -> bool:
     plain = target_type.split("(")[0].strip()
     if "(" in target_type and target_type.endswith("zone"):  # timestamp(6) with time zone
         plain = target_type.split("(")[0] + target_type.split(")")[1]
-    return plain in _PG_TARGETS.get(_base(source), ())
+    return plain in _PG_TARGETS.get(base_type(source), ())
 
 
 def pg_supported(info: TableInfo, target_types: list[str]) -> bool:
@@ -100,7 +105,7 @@ def pg_supported(info: TableInfo, target_types: list[str]) -> bool:
 
 def _pg_expr(column: ColumnInfo) -> str:
     col = quote(column.name)
-    base = _base(column)
+    base = base_type(column)
     if base in ("float",):
         col = f"CAST({col} AS DOUBLE)"
     elif base == "bit":
@@ -110,8 +115,7 @@ def _pg_expr(column: ColumnInfo) -> str:
     elif base in _BINARY:
         col = f"CONCAT('\\\\\\\\x', HEX({col}))"  # COPY text '\\x…' is bytea's hex input
     elif base in _ESCAPED:
-        for char, escaped in (("\\\\", "\\\\\\\\"), ("\\t", "\\\\t"), ("\\n", "\\\\n"), ("\\r", "\\\\r")):
-            col = f"REPLACE({col}, '{char}', '{escaped}')"
+        col = _escape(col, nul=False)
     return f"IFNULL({col}, '\\\\N')"
 
 
@@ -149,7 +153,7 @@ def load_columns(info: TableInfo, columns: tuple[str, ...], target_names: list[s
     fields: list[str] = []
     sets: list[str] = []
     for i, (c, name) in enumerate(zip(columns, target_names)):
-        if _base(by_name[c]) in _BINARY:
+        if base_type(by_name[c]) in _BINARY:
             fields.append(f"@h{i}")
             sets.append(f"{quote(name)} = UNHEX(@h{i})")
         else:

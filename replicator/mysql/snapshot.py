@@ -33,11 +33,11 @@ import pymysql.cursors
 from ..errors import CheckFailed, DataError, TransientError
 from ..mapping import ColumnInfo, TableInfo
 from ..records import JsonText, TableId
+from .catalog import base_type
 from .positions import MariaGtid
 from .writer import connect, qtable, quote
 
 _F32 = struct.Struct("f")
-_TYPE = re.compile(r"^\s*([a-z]+)", re.IGNORECASE)
 _ENCODERS = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
 
 
@@ -103,15 +103,10 @@ def _bytes(v: Any) -> bytes:
     return bytes(v) if isinstance(v, (bytes, bytearray)) else str(v).encode()
 
 
-def _base_type(column: ColumnInfo) -> str:
-    m = _TYPE.match(column.type.lower())
-    return m.group(1) if m else column.type.lower()
-
-
 def converter_for(column: ColumnInfo, mysql_json: bool = False) -> Callable[[Any], Any]:
     """The text/bytes → value converter giving what :class:`RowDecoder` gives."""
     ctype = column.type.lower()
-    base = _base_type(column)
+    base = base_type(column)
     if base in ("tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"):
         return lambda v: int(_text(v))
     if base in ("decimal", "numeric"):
@@ -149,7 +144,7 @@ def select_list(info: TableInfo, columns: tuple[str, ...]) -> str:
     of a FLOAT has six significant digits: 16777217 would read back as 16777200)."""
     by_name = {c.name: c for c in info.columns}
     return ", ".join(
-        f"CAST({quote(c)} AS DOUBLE)" if _base_type(by_name[c]) == "float" else quote(c) for c in columns
+        f"CAST({quote(c)} AS DOUBLE)" if base_type(by_name[c]) == "float" else quote(c) for c in columns
     )
 
 

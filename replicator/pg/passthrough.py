@@ -54,7 +54,6 @@ _KEY_TYPE_PREFIXES = ("character varying", "character(")
 
 # TableConfig keys that passthrough supports; any other key set on a table (a future value
 # transform, filter, mask...) makes the table take the normal path.
-_PLAIN_TABLE_KEYS = frozenset({"source", "target", "columns"})
 
 
 RAW_ROWS_MAX = 1000  # rows per RawRows item
@@ -98,7 +97,7 @@ def passthrough_key(
 ) -> tuple[str, ...] | None:
     """The source column names of the target key, in target-key order, if the table can use
     passthrough; None if it cannot (types differ, a transform is configured, unsafe key type)."""
-    if not table.model_fields_set <= _PLAIN_TABLE_KEYS:
+    if not table.plain:
         return None
     target_types = {c.name: c.type for c in target.columns}
     by_target: dict[str, str] = {}

@@ -66,13 +66,7 @@ def select_tables(config: Config, flow: FlowConfig, names: Sequence[str]) -> lis
     """The tables of ``flow`` that any of ``names`` designates (source or target, as written in
     the config, as ``schema.table``, or the bare table name)."""
     wanted = set(names)
-    out = []
-    for t in flow.tables:
-        src, dst = config.source_table(flow, t), config.target_table(flow, t)
-        aliases = {t.source, t.target or "", str(src), str(dst), src.name, dst.name}
-        if aliases & wanted:
-            out.append(t)
-    return out
+    return [t for t in flow.tables if config.table_names(flow, t) & wanted]
 
 
 # --------------------------------------------------------------------------- planning
