@@ -8,12 +8,17 @@ anything, with the same messages, and both record the flow's start position the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .config import Config, FlowConfig, TableConfig
-from .errors import SchemaError
+from .errors import ConfigError, SchemaError
 from .mapping import TableInfo, TableMapping
 from .pg.passthrough import passthrough_key
 from .protocols import Checkpoint, Sink, Source
+from .transform import MappingError, RowTransform
+if TYPE_CHECKING:
+    from .pg.rawtransform import RawTransform
+from .transform import build as build_transform
 
 
 def open_source(config: Config, flow: FlowConfig) -> Source:
@@ -58,6 +63,8 @@ class BoundTable:
     target: TableInfo
     passthrough: tuple[str, ...] | None  # PostgreSQL -> PostgreSQL raw text: the key's source columns
     same_types: bool = False  # same engine, every column of the very same type, no transform
+    transform: RowTransform | None = None  # the table's value rules, filter and checks, if any
+    raw: RawTransform | None = None  # the transform on passthrough text (PostgreSQL -> PostgreSQL)
 
     @property
     def name(self) -> str:
@@ -83,10 +90,26 @@ def bind_tables(
                 f"flow {flow.name}: target table {dst} does not exist: create it first"
                 " (or run `replicator snapshot`, which creates missing target tables)"
             )
-        mapping = TableMapping(src, dst, table.columns)
-        mapping.bind(src_info, dst_info)
-        key = passthrough_key(table, mapping, src_info, dst_info) if same_engine_pg else None
-        bound.append(BoundTable(table, mapping, src_info, dst_info, key, same_engine and _same_types(table, mapping, src_info, dst_info)))
+        if table.plain:
+            mapping = TableMapping(src, dst, table.renames)
+            mapping.bind(src_info, dst_info)
+            raw = same_engine_pg and flow.audit is None
+            key = passthrough_key(table, mapping, src_info, dst_info) if raw else None
+            same = same_engine and _same_types(table, mapping, src_info, dst_info)
+            bound.append(BoundTable(table, mapping, src_info, dst_info, key, same))
+            continue
+        try:
+            rt = build_transform(table, src_info, dst_info)
+        except MappingError as exc:
+            where = f"flows[{config.flows.index(flow)}].tables[{flow.tables.index(table)}]"
+            raise ConfigError(f"config error at {where}.{exc.path}: {exc.message}") from None
+        raw_plan: RawTransform | None = None
+        if same_engine_pg and flow.audit is None:
+            from .pg.rawtransform import plan, raw_key
+
+            raw_plan = plan(table, rt, src_info, dst_info)
+        key = raw_key(rt) if raw_plan is not None else None
+        bound.append(BoundTable(table, rt.mapping, src_info, dst_info, key, False, rt, raw_plan))
     return bound
 
 

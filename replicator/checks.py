@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from .config import Config, FlowConfig, TableConfig
 from .errors import ReplicatorError
 from .mapping import TableMapping
+from .transform import MappingError
+from .transform import build as build_transform
 from .binding import open_sink, open_source
 from .pg.conn import connect
 
@@ -153,8 +155,13 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
                 continue
             if src_info is not None:
                 try:
-                    TableMapping(src, dst, table.columns).bind(src_info, dst_info)
+                    if table.plain:
+                        TableMapping(src, dst, table.renames).bind(src_info, dst_info)
+                    else:
+                        build_transform(table, src_info, dst_info)
                     ok.append(f"{where}: {src} -> {dst} columns match")
+                except MappingError as exc:
+                    problems.append(Problem(f"{where}.{exc.path}", exc.message, "fix the table's mapping in the config"))
                 except ReplicatorError as exc:
                     problems.append(Problem(where, str(exc), "fix the target table or the 'columns' mapping"))
     finally:

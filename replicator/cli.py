@@ -117,7 +117,7 @@ def run(ctx: click.Context, flows: tuple[str, ...], once: bool) -> None:
     if failures:
         for name, exc in failures:
             click.echo(scrub(f"replicator: flow {name} failed: {exc}", config.secrets()), err=True)
-        sys.exit(1)
+        sys.exit(2 if all(isinstance(exc, ConfigError) for _n, exc in failures) else 1)
 
 
 @cli.group()
@@ -246,6 +246,223 @@ def verify(ctx: click.Context, flows: tuple[str, ...], tables: tuple[str, ...], 
         click.echo(scrub(format_report(reports), config.secrets()))
     if not all(r.equal for r in reports):
         sys.exit(1)
+
+
+def _flow(config: Config, name: str | None) -> Any:
+    if name is None:
+        if len(config.flows) != 1:
+            raise ConfigError("several flows are configured: name one with --flow")
+        return config.flows[0]
+    return config.flow(name)
+
+
+def _table(rows: list[dict[str, Any]], title: str | None = None) -> None:
+    """Rows as a table on a terminal (rich), as plain aligned text otherwise."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        return
+    table = Table(title=title, show_lines=False)
+    for col in rows[0]:
+        table.add_column(str(col), overflow="fold")
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def _show(value: Any) -> str:
+    from .statedb import dumps
+
+    return "NULL" if value is None else (dumps(value) or "")
+
+
+@cli.command()
+@click.option("--flow", "flow_name", default=None, help="The flow (needed when several are configured).")
+@click.option("--table", "table", required=True, help="The table, by source or target name.")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Source rows to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def preview(ctx: click.Context, flow_name: str | None, table: str, limit: int, as_json: bool) -> None:
+    """Show source rows next to the rows the flow's mapping would write (reads only)."""
+    from .review import preview as run_preview
+    from .statedb import jsonable
+
+    config = _config(ctx)
+    rows = run_preview(config, _flow(config, flow_name), table, limit)
+    if as_json:
+        click.echo(json.dumps([{"source": jsonable(r.source), "target": jsonable(r.target), "outcome": r.outcome}
+                               for r in rows], indent=2, ensure_ascii=False))
+        return
+    _table([{"source row": _show(r.source), "written row": _show(r.target) if r.target is not None else "-",
+             "outcome": r.outcome} for r in rows], title=f"preview of {table} ({len(rows)} rows)")
+
+
+@cli.group()
+def dlq() -> None:
+    """Dead letters: changes the mapping rejected (list, show, retry, discard)."""
+
+
+@dlq.command("list")
+@click.option("--flow", "flow_name", default=None, help="The flow (needed when several are configured).")
+@click.option("--status", default="open", show_default=True, type=click.Choice(["open", "retried", "discarded", "all"]))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def dlq_list(ctx: click.Context, flow_name: str | None, status: str, limit: int, as_json: bool) -> None:
+    """One line per dead letter: id, table, key, rule, reason."""
+    from .review import dlq_list as run_list
+
+    config = _config(ctx)
+    found = run_list(config, _flow(config, flow_name), None if status == "all" else status, None, limit)
+    if as_json:
+        click.echo(json.dumps([_letter_json(d) for d in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo("no dead letters")
+        return
+    _table([{"id": d.id, "table": d.source_table, "key": _show(d.key), "op": d.op, "rule": d.rule,
+             "reason": d.reason, "status": d.status} for d in found])
+
+
+def _letter_json(d: Any) -> dict[str, Any]:
+    from .statedb import jsonable
+
+    return {"id": d.id, "flow": d.flow, "source_table": d.source_table, "target_table": d.target_table,
+            "key": d.key, "op": d.op, "rule": d.rule, "reason": d.reason, "position": d.position,
+            "commit_time": jsonable(d.commit_time), "row": d.row, "status": d.status,
+            "created_at": jsonable(d.created_at), "updated_at": jsonable(d.updated_at)}
+
+
+@dlq.command("show")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@click.option("--flow", "flow_name", default=None, help="The flow (needed when several are configured).")
+@click.pass_context
+@handle_errors
+def dlq_show(ctx: click.Context, ids: tuple[int, ...], flow_name: str | None) -> None:
+    """Everything recorded about these dead letters (the row with sensitive columns removed)."""
+    from .review import dlq_list as run_list
+
+    config = _config(ctx)
+    found = run_list(config, _flow(config, flow_name), None, list(ids))
+    if not found:
+        raise ConfigError(f"no dead letter with id {', '.join(map(str, ids))} in this flow")
+    click.echo(json.dumps([_letter_json(d) for d in found], indent=2, ensure_ascii=False))
+
+
+@dlq.command("retry")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Retry every open dead letter of the flow.")
+@click.option("--flow", "flow_name", default=None, help="The flow (needed when several are configured).")
+@click.pass_context
+@handle_errors
+def dlq_retry(ctx: click.Context, ids: tuple[int, ...], everything: bool, flow_name: str | None) -> None:
+    """Read each row's current version from the source and write it through the current mapping.
+    Exit 1 if some are still rejected."""
+    from .review import dlq_retry as run_retry
+
+    if not ids and not everything:
+        raise ConfigError("name the dead letters to retry (ids), or pass --all")
+    config = _config(ctx)
+    outcomes = run_retry(config, _flow(config, flow_name), list(ids))
+    for o in outcomes:
+        click.echo(f"{o.letter.id}: {o.letter.source_table} {_show(o.letter.key)}: {o.result}")
+    click.echo(f"{sum(o.result.startswith(('written', 'deleted')) for o in outcomes)} of {len(outcomes)} applied")
+    if any(not o.result.startswith(("written", "deleted")) for o in outcomes):
+        sys.exit(1)
+
+
+@dlq.command("discard")
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--all", "everything", is_flag=True, help="Discard every open dead letter of the flow.")
+@click.option("--flow", "flow_name", default=None, help="The flow (needed when several are configured).")
+@click.pass_context
+@handle_errors
+def dlq_discard(ctx: click.Context, ids: tuple[int, ...], everything: bool, flow_name: str | None) -> None:
+    """Mark dead letters as handled without writing them (they stay listed as discarded)."""
+    from .review import dlq_discard as run_discard
+
+    if not ids and not everything:
+        raise ConfigError("name the dead letters to discard (ids), or pass --all")
+    config = _config(ctx)
+    n = run_discard(config, _flow(config, flow_name), list(ids))
+    click.echo(f"{n} dead letter(s) discarded")
+
+
+@cli.command()
+@click.argument("flow_name")
+@click.pass_context
+@handle_errors
+def resume(ctx: click.Context, flow_name: str) -> None:
+    """Let a flow paused by a change limit go on: the transaction that tripped it is applied."""
+    from .review import resume as run_resume
+
+    config = _config(ctx)
+    pause = run_resume(config, config.flow(flow_name))
+    if pause is None:
+        click.echo(f"flow {flow_name} is not paused")
+        return
+    click.echo(f"flow {flow_name} resumed: the transaction at {pause.position} ({pause.reason}) will be applied")
+
+
+@cli.command()
+@click.option("--flow", "flow_name", default=None, help="Only this flow.")
+@click.option("--table", default=None, help="Only this table (source or target name, schema-qualified).")
+@click.option("--key", default=None, help="Only this row: its key value, or col=value[,col=value].")
+@click.option("--since", default=None, help="Only entries applied since: ISO time (2026-01-31T12:00) or a duration (90m, 2h, 7d).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--json", "as_json", is_flag=True, help="JSON lines output.")
+@click.pass_context
+@handle_errors
+def audit(ctx: click.Context, flow_name: str | None, table: str | None, key: str | None, since: str | None,
+          limit: int, as_json: bool) -> None:
+    """The audit trail: applied operations with before/after values (newest last)."""
+    from .audit import AuditTrail
+    from .binding import open_sink
+
+    config = _config(ctx)
+    flows = [config.flow(flow_name)] if flow_name else [f for f in config.flows if f.audit is not None]
+    if not flows:
+        raise ConfigError("no flow has an audit trail: set `audit: true` on a flow")
+    entries = []
+    for flow in flows:
+        sink = open_sink(config, flow)
+        try:
+            trail = AuditTrail(sink.conn, config.state_schema)
+            trail.ensure()
+            entries += trail.query(flow.name, table, key, _since(since), limit)
+            sink.conn.commit()
+        finally:
+            sink.close()
+    if as_json:
+        for e in entries:
+            click.echo(json.dumps(e.as_json(), ensure_ascii=False, sort_keys=True))
+        return
+    if not entries:
+        click.echo("no audit entries")
+        return
+    _table([{"id": e.id, "applied": e.applied_at, "flow": e.flow, "table": e.target_table, "op": e.op,
+             "key": _show(e.key), "before": _show(e.before), "after": _show(e.after), "position": e.position}
+            for e in entries])
+
+
+def _since(text: str | None) -> Any:
+    import re
+    from datetime import datetime, timedelta, timezone
+
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
+    if m:
+        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: give an ISO time (2026-01-31T12:00) or a duration (90m, 2h, 7d)") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def main() -> None:

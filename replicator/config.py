@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from . import urls
 from .errors import ConfigError
@@ -48,20 +48,131 @@ class SystemConfig(_Model):
         return urls.parse(self.url).password
 
 
+class CurrencyConfig(_Model):
+    """Amounts: integer minor units <-> decimal, or decimal <-> locale text ("1.234,56 €")."""
+
+    minor_units: int | None = Field(default=None, ge=0, le=18)
+    locale: str | None = None
+    code: str | None = None  # ISO 4217, e.g. EUR; the symbol the text carries
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> CurrencyConfig:
+        if (self.minor_units is None) == (self.locale is None):
+            raise ValueError("give either minor_units (e.g. 2) or locale (e.g. de_DE, with code: EUR)")
+        if self.code is not None and self.locale is None:
+            raise ValueError("code goes with locale (text amounts); minor_units needs no code")
+        return self
+
+
+class ColumnRule(_Model):
+    """What happens to one source column on its way to the target (see README, "Mapping")."""
+
+    name: str | None = Field(default=None, min_length=1)  # the target column
+    exclude: bool = False  # never leaves the source
+    mask: Literal["sha256", "md5", "redact"] | None = None
+    mask_key: str | None = None  # with sha256/md5: a keyed hash (HMAC), not guessable by brute force
+    expr: str | None = Field(default=None, min_length=1)  # computed from the source row (SQL)
+    map: dict[Any, Any] | None = None  # value -> value
+    default: Any = None  # with map: for values the map does not know
+    reverse_default: Any = None  # with map, in the reverse direction
+    format: str | None = Field(default=None, min_length=1)  # date/time <-> text (strftime)
+    timezone: str | None = None  # with format: time zone of the text
+    currency: CurrencyConfig | None = None
+    one_way: bool = False  # left out of the reverse direction
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnRule:
+        given = self.model_fields_set
+        if self.exclude and given - {"exclude"}:
+            raise ValueError("an excluded column takes no other option")
+        if {"default", "reverse_default"} & given and self.map is None:
+            raise ValueError("default / reverse_default go with map")
+        if self.timezone is not None and self.format is None:
+            raise ValueError("timezone goes with format")
+        if self.mask_key is not None and self.mask not in ("sha256", "md5"):
+            raise ValueError("mask_key goes with mask: sha256 or md5")
+        if self.format is not None and self.currency is not None:
+            raise ValueError("give format or currency, not both")
+        if self.map is not None and not self.map:
+            raise ValueError("map is empty")
+        return self
+
+    @property
+    def transforms(self) -> bool:
+        """The value changes on the way (beyond its column's name)."""
+        return bool(self.model_fields_set - {"name", "one_way"})
+
+
 class TableConfig(_Model):
     source: str = Field(min_length=1)
     target: str | None = None
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, str | ColumnRule] = Field(default_factory=dict)
+    filter: str | None = Field(default=None, min_length=1)  # SQL over the source row
+    defaults: dict[str, Any] = Field(default_factory=dict)  # target columns without a source
+    validate_: list[str] = Field(default_factory=list, alias="validate")  # SQL over the written row
+    # Set when a ``direction: reverse`` flow was turned around at load time: the rules above
+    # were declared for the other direction and run inverted (see replicator.transform).
+    _reversed: bool = PrivateAttr(default=False)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def reversed(self) -> bool:
+        return self._reversed
+
+    @field_validator("validate_", mode="before")
+    @classmethod
+    def _one_rule(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
     @property
     def plain(self) -> bool:
         """No option beyond names and renames: no value is transformed on the way."""
-        return self.model_fields_set <= {"source", "target", "columns"}
+        return (
+            self.model_fields_set <= {"source", "target", "columns"}
+            and all(isinstance(r, str) or not (r.transforms or r.one_way) for r in self.columns.values())
+            and not self.reversed
+        )
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """Source column -> target column, for columns that are not excluded."""
+        out: dict[str, str] = {}
+        for col, rule in self.columns.items():
+            if isinstance(rule, str):
+                out[col] = rule
+            elif not rule.exclude and rule.name is not None:
+                out[col] = rule.name
+        return out
+
+    @property
+    def excluded(self) -> frozenset[str]:
+        """Source columns that never leave the source."""
+        return frozenset(c for c, r in self.columns.items() if isinstance(r, ColumnRule) and r.exclude)
+
+    def rule(self, column: str) -> ColumnRule | None:
+        rule = self.columns.get(column)
+        return rule if isinstance(rule, ColumnRule) else None
 
 
 class BatchConfig(_Model):
     max_rows: int = Field(default=20000, ge=1)
     max_delay_ms: int = Field(default=500, ge=0)
+
+
+class LimitsConfig(_Model):
+    """Guards on the volume of changes (see replicator.guards). Counted in source time."""
+
+    max_rows_per_transaction: int | None = Field(default=None, ge=1)
+    max_changes_per_minute: int | None = Field(default=None, ge=1)
+    max_changes_per_key_per_minute: int | None = Field(default=None, ge=1)
+    action: Literal["pause", "alert"] = "pause"
+
+
+class AuditConfig(_Model):
+    enabled: bool = True
+    retention_days: float = Field(default=30, gt=0)
+    file: str | None = None  # also append JSON lines here
 
 
 class FlowConfig(_Model):
@@ -75,6 +186,18 @@ class FlowConfig(_Model):
     server_id: int | None = Field(default=None, ge=1, le=4294967295)
     zero_dates: Literal["error", "null"] = "error"
     snapshot: Literal["initial", "never"] = "initial"
+    direction: Literal["one-way", "reverse"] = "one-way"
+    limits: LimitsConfig | None = None
+    audit: AuditConfig | None = None
+
+    @field_validator("audit", mode="before")
+    @classmethod
+    def _audit_flag(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if value is False:
+            return None
+        return value
 
     @field_validator("zero_dates", mode="before")
     @classmethod
@@ -236,7 +359,7 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     raw = _interpolate(raw, "")
     secrets = _secrets_in(raw)
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
         ctx_error = (err.get("ctx") or {}).get("error")
@@ -247,6 +370,40 @@ def parse_config(text: str, source: str = "<config>") -> Config:
             msg = _describe(err)
         more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
         raise ConfigError(urls.scrub(f"{source}: config error at {path}: {msg}{more}", secrets)) from None
+    return _checked(config, source, secrets)
+
+
+def _checked(config: Config, source: str, secrets: list[str]) -> Config:
+    """Check every table's mapping as far as it can be without a database (formats, SQL
+    syntax, inverting), and turn ``direction: reverse`` flows around: they read the flow's
+    target system and write its source system, with the declared rules inverted."""
+    from .transform import MappingError, check_table
+
+    flows: list[FlowConfig] = []
+    for i, flow in enumerate(config.flows):
+        tables: list[TableConfig] = []
+        for j, table in enumerate(flow.tables):
+            if flow.direction == "reverse":
+                table = reverse_table(table)
+            try:
+                check_table(table)
+            except MappingError as exc:
+                raise ConfigError(urls.scrub(
+                    f"{source}: config error at flows[{i}].tables[{j}].{exc.path}: {exc.message}", secrets
+                )) from None
+            tables.append(table)
+        if flow.direction == "reverse":
+            flow = flow.model_copy(update={"source": flow.target, "target": flow.source, "tables": tables})
+        flows.append(flow)
+    return config.model_copy(update={"flows": flows})
+
+
+def reverse_table(table: TableConfig) -> TableConfig:
+    """The table seen from the other side: names swapped, rules kept (run inverted)."""
+    source_name = table.target or split_table_name(table.source, "").name
+    out = table.model_copy(update={"source": source_name, "target": table.source})
+    out._reversed = True
+    return out
 
 
 def _describe(err: Any) -> str:

@@ -51,6 +51,7 @@ class TableMapping:
     renames: Mapping[str, str]
     target_key: tuple[str, ...] = ()
     target_columns: frozenset[str] = frozenset()
+    skip: frozenset[str] = frozenset()  # source columns never written (excluded, computed over)
     _names: dict[str, str] = field(default_factory=dict)
     _same: set[str] = field(default_factory=set)  # checked source columns of the same name
 
@@ -92,13 +93,14 @@ class TableMapping:
         self._names.clear()
         self._same.clear()
         for name in self.renames:
-            if source.column(name) is None:
+            if source.column(name) is None and name not in self.skip:
                 raise SchemaError(
                     f"column {name!r} in the mapping of {self.source} does not exist in the source"
                     " table: fix the 'columns' entry"
                 )
         for col in source.columns:
-            self.target_name(col.name)
+            if col.name not in self.skip:
+                self.target_name(col.name)
         if not target.primary_key:
             raise SchemaError(
                 f"target table {self.target} has no primary key: add one (rows are upserted by key)"

@@ -25,26 +25,32 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 import structlog
 
+from .audit import AuditEntry, AuditFile, AuditTrail, changed
 from .batch import Batch
 from .binding import BoundTable, bind_tables, ensure_checkpoint, open_sink, open_source
-from .config import Config, FlowConfig
-from .errors import ReplicatorError, SchemaError, TransientError
+from .config import Config, FlowConfig, LimitsConfig
+from .deadletter import DeadLetter, DeadLetters
+from .errors import ConfigError, ReplicatorError, SchemaError, TransientError
+from .guards import Guard, GuardTripped, Pauses
 from .mapping import TableMapping
 from .pg.passthrough import RawBatch, RawRows
 from .progress import LogProgress
 from .protocols import Checkpoint, Sink, Source
-from .records import Begin, Change, Commit, Heartbeat, Item, Position, SchemaChange, TableId
+from .records import DELETE, TRUNCATE, UPDATE, Begin, Change, Commit, Heartbeat, Item, Position, SchemaChange, TableId
 from .snapshot import SnapshotGate, Snapshotter
 from .snapstate import FlowLock, SnapshotState
+from .transform import Rejected, RowTransform
 
 log = structlog.get_logger("replicator")
 
 IDLE_CHECKPOINT_SECONDS = 10.0
 REQUEST_POLL_SECONDS = 2.0  # how often a running flow looks for `snapshot --table` requests
+PAUSE_POLL_SECONDS = 2.0  # how often a paused flow looks whether it was resumed
+AUDIT_PRUNE_SECONDS = 3600.0
 SNAPSHOT_WORKERS = 4
 LOCK_WAIT_SECONDS = 10.0  # a killed predecessor's lock lives until its server notices
 SPOOL_MAX = 200_000  # changes held back for tables being copied; beyond, the flow waits
@@ -223,6 +229,11 @@ class FlowRunner:
         self._bound: list[BoundTable] = []
         self._snapshots: list[threading.Thread] = []  # copying threads of this session
         self._snapshot_stop = threading.Event()
+        self._transforms: dict[TableId, RowTransform] = {}
+        self._raw: dict[TableId, BoundTable] = {}  # tables whose mapping runs on passthrough text
+        self._guard: Guard | None = None
+        self._audit_file = AuditFile(flow.audit.file) if flow.audit is not None and flow.audit.file else None
+        self._next_prune = 0.0
 
     # -- outer loop: retries -----------------------------------------------------------------
     def run(self) -> None:
@@ -258,11 +269,25 @@ class FlowRunner:
             sink.ensure_state()
             state = SnapshotState(sink.conn, self.config.state_schema)
             state.ensure()
+            schema = self.config.state_schema
+            DeadLetters(sink.conn, schema).ensure()
+            Pauses(sink.conn, schema).ensure()
+            if self.flow.audit is not None:
+                AuditTrail(sink.conn, schema).ensure()
             sink.conn.commit()
+            if self.flow.audit is not None:
+                self._prune_audit(sink)
+            self._guard = self._wait_if_paused(sink)
             if self.flow.snapshot == "initial":
                 self._create_missing(source, sink)
             self._bound = bind_tables(self.config, self.flow, source, sink)
             mappings = {b.mapping.source: b.mapping for b in self._bound}
+            self._transforms = {b.mapping.source: b.transform for b in self._bound if b.transform is not None}
+            self._raw = {b.mapping.source: b for b in self._bound if b.raw is not None}
+            for b in self._bound:
+                if b.transform is not None:
+                    self.log.info("table mapping", table=b.name, target=str(b.mapping.target),
+                                  runs_on="passthrough text" if b.raw is not None else "values")
             self._passthrough = {
                 b.mapping.source: (b.source.column_names, b.passthrough)
                 for b in self._bound if b.passthrough is not None
@@ -290,7 +315,13 @@ class FlowRunner:
             sink.conn.commit()
             gate.passed(start)
             self._start_snapshot(todo, gate, source)
-            return self._stream(source, sink, checkpoint, start, mappings, gate, lock)
+            try:
+                return self._stream(source, sink, checkpoint, start, mappings, gate, lock)
+            except GuardTripped as exc:
+                self._paused(sink, exc)
+                return False  # resumed: a new session lets the transaction through
+        except _Stopped:  # stopped while paused
+            return True
         finally:
             self._snapshot_stop.set()
             for thread in self._snapshots:
@@ -390,6 +421,60 @@ class FlowRunner:
         # copy did not finish is copied again, under a snapshot newer than any checkpoint.
         spools: dict[TableId, list[tuple[Position, Item | RawRows]]] = {}
         spooled = 0
+        transforms = self._transforms
+        raw_plans = self._raw
+        guard = self._guard
+        auditing = flow.audit is not None
+        letters: list[DeadLetter] = []
+        audits: list[AuditEntry] = []
+        txn_commit_time: datetime | None = None
+        txn_text: list[str | None] = []  # the open transaction's position as text, once needed
+        key_columns: dict[TableId, list[str]] = {}  # per table: the source columns of the target key
+
+        def position_text() -> str | None:
+            if not txn_text:
+                txn_text.append(_txn_position_text(source, txn_position))
+            return txn_text[0]
+
+        def source_key(change: Change, mapping: TableMapping) -> tuple[object, ...]:
+            cols = key_columns.get(change.table)
+            if cols is None:
+                cols = key_columns[change.table] = [
+                    s for s, t in mapping._names.items() if t in mapping.target_key
+                ] or list(mapping.target_key)
+            row = change.key or change.after or change.before or {}
+            return tuple(row.get(c) for c in cols)
+
+        def take_change(change: Change, mapping: TableMapping) -> int:
+            """A change through the table's transform, guards and audit; the number of source
+            changes it accounts for (0: filtered out)."""
+            if guard is not None and change.op != TRUNCATE:
+                alert = guard.change(change.table, source_key(change, mapping) if guard.counts_keys else None)
+                if alert:
+                    self.log.warning("change limit exceeded (action: alert)", reason=alert, position=position_text())
+            tr = transforms.get(change.table)
+            out_mapping = mapping
+            out: list[Change] = [change]
+            if tr is not None:
+                try:
+                    out = tr.convert(change)
+                except Rejected as exc:
+                    letters.append(self._dead_letter(tr, mapping, change, exc, position_text(), txn_commit_time))
+                    return 1
+                out_mapping = tr.output
+            for c in out:
+                batch.add(c, out_mapping)
+            if auditing:
+                for c in out:
+                    audits.append(self._audit_entry(c, change, tr, mapping, out_mapping, position_text(), txn_commit_time))
+                if len(audits) >= max_rows:
+                    writer.run(self._record, sink, [], audits[:])
+                    del audits[:]
+            if batch.size >= max_rows:
+                writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
+            return 1 if out else 0
+
+        checked = bool(transforms) or guard is not None or auditing  # changes need more than netting
 
         def take(item: Item | RawRows, mapping: TableMapping) -> int:
             """Put a change (or a passthrough group) into the open target transaction's
@@ -401,6 +486,24 @@ class FlowRunner:
                     if ops:
                         writer.run(sink.apply, ops)
                     batch_used = False
+                if checked:
+                    if guard is not None:
+                        for key in item.keys:
+                            alert = guard.change(item.table, key)
+                            if alert:
+                                self.log.warning("change limit exceeded (action: alert)", reason=alert,
+                                                 position=position_text())
+                    bound = raw_plans.get(item.table)
+                    if bound is not None:
+                        groups, rejected = self._raw_apply(bound, item)
+                        for bad_key, row, exc in rejected:
+                            letters.append(self._raw_dead_letter(bound, item, bad_key, row, exc, position_text(),
+                                                                 txn_commit_time))
+                        for group in groups:
+                            raw.add(group, bound.transform.output)  # type: ignore[union-attr]
+                        if raw.size >= max_rows:
+                            writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
+                        return len(item.keys)
                 raw.add(item, mapping)
                 if raw.size >= max_rows:
                     writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
@@ -408,6 +511,8 @@ class FlowRunner:
             if raw.size:  # keep the order: earlier passthrough rows go first
                 writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
             batch_used = True
+            if checked:
+                return take_change(item, mapping)  # type: ignore[arg-type]
             batch.add(item, mapping)  # type: ignore[arg-type]
             if batch.size >= max_rows:
                 writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
@@ -459,6 +564,9 @@ class FlowRunner:
                 writer.run(sink.apply, ops)
             if raw.size:
                 writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
+            if letters or audits:
+                writer.run(self._record, sink, letters[:], audits[:])
+                del letters[:], audits[:]
             changes_total += pending_changes
             txns_total += pending_txns
             assert position is not None
@@ -538,6 +646,17 @@ class FlowRunner:
                         last_table = None  # snapshots are joined per transaction
                         txn_position = item.position  # type: ignore[union-attr]
                         gated = bool(gate.positions or gate.busy)
+                        if checked:
+                            txn_commit_time = item.commit_time  # type: ignore[union-attr]
+                            del txn_text[:]
+                            if guard is not None:
+                                guard.begin(position_text(), txn_commit_time)
+                                if guard.holds(position_text()):
+                                    # the paused transaction: everything before it is applied
+                                    if position != committed_pos:
+                                        commit()
+                                    writer.finish()
+                                    raise GuardTripped(guard.hold_reason, position_text())
                     elif kind is Commit:
                         in_txn = False
                         position = item.position  # type: ignore[union-attr]
@@ -577,6 +696,144 @@ class FlowRunner:
         finally:
             reader.close()
             writer.close()
+
+    # -- mapping, dead letters, audit, guards ------------------------------------------------
+    def _dead_letter(self, tr: RowTransform, mapping: TableMapping, change: Change, exc: Rejected,
+                     position: str | None, commit_time: datetime | None) -> DeadLetter:
+        row = change.after if change.after is not None else change.before
+        key_cols = [s for s, t in mapping._names.items() if t in mapping.target_key]
+        src_row = change.key or row or {}
+        key = {c: src_row[c] for c in key_cols if c in src_row}
+        self.log.warning("change not written: sent to the dead letters", table=str(mapping.source),
+                         rule=exc.rule, reason=exc.reason, position=position)
+        return DeadLetter(self.flow.name, str(mapping.source), str(mapping.target), tr.sanitize(key), change.op,
+                          exc.rule, exc.reason, position, commit_time, tr.sanitize(row))
+
+    def _raw_apply(self, b: BoundTable, item: RawRows) -> tuple[list[RawRows], list[tuple[object, dict[str, object], Rejected]]]:
+        from .pg.rawtransform import Replan, plan
+
+        assert b.raw is not None and b.transform is not None
+        try:
+            return b.raw.apply(item)
+        except Replan:  # the source table's columns changed: plan again for the new list
+            fresh = plan(b.config, b.transform, b.source, b.target, item.names)
+            if fresh is None:
+                raise SchemaError(
+                    f"flow {self.flow.name}: the columns of {item.table} changed and its mapping can no"
+                    " longer run on passthrough text: restart the flow"
+                ) from None
+            b.raw = fresh
+            return fresh.apply(item)
+
+    def _raw_dead_letter(self, b: BoundTable, item: RawRows, key: object, row: dict[str, object], exc: Rejected,
+                         position: str | None, commit_time: datetime | None) -> DeadLetter:
+        assert b.passthrough is not None and b.raw is not None
+        key_row = b.raw.key_row(key, b.passthrough)
+        self.log.warning("change not written: sent to the dead letters", table=str(b.mapping.source),
+                         rule=exc.rule, reason=exc.reason, position=position)
+        return DeadLetter(self.flow.name, str(b.mapping.source), str(b.mapping.target), key_row, item.op,
+                          exc.rule, exc.reason, position, commit_time, row)
+
+    @staticmethod
+    def _audit_entry(c: Change, orig: Change, tr: RowTransform | None, mapping: TableMapping,
+                     out_mapping: TableMapping, position: str | None, commit_time: datetime | None) -> AuditEntry:
+        def written(row: dict[str, object] | None) -> dict[str, object] | None:
+            if row is None:
+                return None
+            if tr is None:
+                return mapping.map_row(row)
+            try:
+                return tr.row(row)
+            except Rejected:
+                return tr.key(row)
+
+        before: dict[str, object] | None = None
+        after: dict[str, object] | None = None
+        key: dict[str, object] | None = None
+        if c.op != TRUNCATE:
+            if c.op == DELETE:
+                full = orig.op == DELETE and orig.before is not None and (tr.full(orig.before) if tr else True)
+                before = written(orig.before) if full else c.before
+                if tr is None and not full:
+                    before = written(orig.before or orig.key)
+            else:
+                after = c.after if tr is not None else written(c.after)
+                if c.op == UPDATE and orig.before is not None:
+                    before, after = changed(written(orig.before), after)
+            src = (c.after if c.after is not None else c.before) or {}
+            if tr is None and c.after is None:
+                src = written(src) or {}
+            elif tr is None:
+                src = written(c.after) or {}
+            key = {k: src.get(k) for k in out_mapping.target_key}
+        return AuditEntry("", str(mapping.source), str(out_mapping.target), key, c.op, before, after,
+                          position, commit_time)
+
+    def _record(self, sink: Sink, letters: list[DeadLetter], audits: list[AuditEntry]) -> None:
+        """Run by the writer, in the open target transaction."""
+        schema = self.config.state_schema
+        if letters:
+            DeadLetters(sink.conn, schema).add(letters)
+        if audits:
+            for e in audits:
+                e.flow = self.flow.name
+            AuditTrail(sink.conn, schema).add(audits)
+            if self._audit_file is not None:
+                self._audit_file.append(audits, datetime.now(timezone.utc))
+
+    def _prune_audit(self, sink: Sink) -> None:
+        if self.flow.audit is None or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + AUDIT_PRUNE_SECONDS
+        pruned = AuditTrail(sink.conn, self.config.state_schema).prune(self.flow.audit.retention_days, self.flow.name)
+        if pruned:
+            self.log.info("audit trail pruned", entries=pruned, retention_days=self.flow.audit.retention_days)
+
+    def _wait_if_paused(self, sink: Sink) -> Guard | None:
+        """The flow's guard; waits while a change limit keeps the flow paused."""
+        pauses = Pauses(sink.conn, self.config.state_schema)
+        pause = pauses.get(self.flow.name)
+        sink.conn.commit()
+        paused = pause is not None and pause.status == "paused"
+        if self.flow.limits is None and not paused:
+            return None
+        assert pause is not None or self.flow.limits is not None
+        guard = Guard(self.flow.limits or LimitsConfig())
+        if pause is not None and pause.status == "resumed":
+            guard.allowed = pause.position
+        elif pause is not None:
+            # stream up to the transaction that tripped the limit, then wait there
+            guard.hold, guard.hold_reason = pause.position, pause.reason
+        return guard
+
+    def _await_resume(self, sink: Sink, reason: str) -> None:
+        name = self.flow.name
+        if self.once:
+            raise ReplicatorError(f"flow {name} is paused by a change limit ({reason}): check the change,"
+                                  f" then `replicator resume {name}` lets it through")
+        self.log.warning("flow is paused by a change limit: nothing of the transaction was written;"
+                         f" `replicator resume {name}` lets it through", reason=reason)
+        pauses = Pauses(sink.conn, self.config.state_schema)
+        while not self.stop.wait(PAUSE_POLL_SECONDS):
+            pause = pauses.get(name)
+            sink.conn.commit()
+            if pause is None or pause.status != "paused":
+                self.log.info("flow resumed")
+                return
+        raise _Stopped
+
+    def _paused(self, sink: Sink, exc: GuardTripped) -> None:
+        """A guard tripped: drop the open target transaction and record the pause; the next
+        session applies what came before the transaction and waits there. Or the pipeline
+        reached the paused transaction: wait for ``resume``."""
+        sink.rollback()
+        if self._guard is not None and self._guard.hold == exc.position:
+            self._await_resume(sink, exc.reason)
+            return
+        Pauses(sink.conn, self.config.state_schema).pause(self.flow.name, exc.reason, exc.position)
+        sink.conn.commit()
+        self.log.warning("a change limit was exceeded: pausing the flow before that transaction",
+                         reason=exc.reason, position=exc.position)
 
     def _mark_done(self, sink: Sink, table: str, position: str) -> None:
         """In the open target transaction: the table's copy is done, as of its snapshot."""
@@ -652,6 +909,15 @@ class _Stopped(Exception):
     """Stop requested while the pipeline waited for a snapshot in mid-transaction."""
 
 
+def _txn_position_text(source: Source, position: Position) -> str | None:
+    """A transaction's position (Begin.position) as text: an LSN, or a MariaDB GTID."""
+    if position is None:
+        return None
+    if isinstance(position, tuple):
+        return "-".join(str(p) for p in position)
+    return source.format_position(position)
+
+
 def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: threading.Event) -> list[tuple[str, BaseException]]:
     """Run flows in threads until they finish or ``stop`` is set; returns the failures."""
     failures: list[tuple[str, BaseException]] = []
@@ -672,7 +938,7 @@ def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: thre
                 failures.append((flow.name, exc))
             if not isinstance(exc, ReplicatorError):
                 log.exception("flow crashed", flow=flow.name)
-            else:
+            elif not isinstance(exc, ConfigError):  # the command line says what is wrong with the config
                 log.error("flow stopped", flow=flow.name, error=str(exc))
 
     threads = [threading.Thread(target=target, args=(f,), name=f"flow-{f.name}") for f in flows]

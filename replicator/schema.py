@@ -349,7 +349,13 @@ def _plans(config: Config, flow: FlowConfig, tables: list[TableConfig], src: Any
         definition = src_catalog.read_definition(src, source)
         if definition is None:
             raise SchemaError(f"flow {flow.name}: source table {source} does not exist")
-        sql, notes = create_table_sql(definition, target, src_engine, dst_engine, table.columns, collation)
+        if not table.plain:
+            raise SchemaError(
+                f"flow {flow.name}: target table {target} does not exist and its columns are transformed"
+                " (formats, maps, expressions, masks...), so its definition cannot be derived from the"
+                " source: create it first"
+            )
+        sql, notes = create_table_sql(definition, target, src_engine, dst_engine, table.renames, collation)
         schema_exists = dst_catalog.schema_exists(dst, target.schema)
         schema_sql = "" if schema_exists else create_schema_sql(target.schema, dst_engine)
         plans.append(TablePlan(source, target, sql, exists=False, notes=notes, schema_sql=schema_sql))

@@ -47,6 +47,7 @@ from .errors import ConfigError, ReplicatorError
 from .progress import Progress
 from .protocols import Sink
 from .records import Position, TableId
+from .transform import Rejected, RowTransform
 from .snapstate import FlowLock, SnapshotState, TableSnapshotState
 
 log = structlog.get_logger("replicator")
@@ -235,6 +236,11 @@ class Snapshotter:
         reader = open_snapshot_reader(self.config, self.flow)
         control = self.open_sink()
         state = SnapshotState(control.conn, self.config.state_schema)
+        if any(b.transform is not None for b in tables):
+            from .deadletter import DeadLetters
+
+            DeadLetters(control.conn, self.config.state_schema).ensure()
+            control.conn.commit()
         plans: dict[TableId, _TablePlan] = {}
         done: dict[TableId, Position] = {}
         try:
@@ -349,6 +355,8 @@ class Snapshotter:
         source formats, LOAD DATA), ``source text`` (MariaDB -> PostgreSQL columns that read the
         source's text exactly: COPY), else ``values`` (decoded one by one, as streaming does)."""
         source = self.config.systems[self.flow.source].engine
+        if b.transform is not None:
+            return "values"  # through the table's mapping
         if source == "postgresql":
             return "copy text" if b.passthrough is not None else "values"
         if not b.config.plain or os.environ.get("REPLICATOR_TEST_NO_TEXT_ROUTES"):
@@ -401,6 +409,9 @@ class Snapshotter:
         yields each chunk's row count with its transaction still open."""
         mapping = b.mapping
         source_rows = reader.rows(conn, b.source, columns, part)
+        if b.transform is not None:
+            yield from self._transformed_chunks(sink, b, b.transform, columns, source_rows)
+            return
         copy_rows = getattr(sink, "copy_rows", None)  # a COPY into the emptied table, if the sink has one
         target_cols = [mapping.target_name(c) for c in columns]
         while True:
@@ -416,6 +427,48 @@ class Snapshotter:
                         break
                     sink.apply([TableOps(mapping, upserts=piece)])
                     n += len(piece)
+            if n:
+                yield n
+            if n < self.chunk_rows:
+                return
+
+    def _transformed_chunks(self, sink: Sink, b: BoundTable, tr: RowTransform, columns: tuple[str, ...],
+                            source_rows: Iterator[tuple[Any, ...]]) -> Iterator[int]:
+        """Rows through the table's mapping: those outside the filter are skipped, those the
+        mapping rejects become dead letters in the chunk's transaction."""
+        from .deadletter import DeadLetter, DeadLetters
+
+        letters = DeadLetters(sink.conn, self.config.state_schema)
+        key_cols = [s for s, t in tr.mapping._names.items() if t in tr.target_key]
+        while True:
+            self._check_stop()
+            n = 0
+            while n < self.chunk_rows:
+                piece, rejected = [], []
+                got = 0
+                for values in islice(source_rows, min(APPLY_ROWS, self.chunk_rows - n)):
+                    got += 1
+                    row = dict(zip(columns, values))
+                    try:
+                        out = tr.written(row)
+                        if out is None:
+                            continue
+                    except Rejected as exc:
+                        rejected.append(DeadLetter(
+                            self.flow.name, str(b.mapping.source), str(b.mapping.target),
+                            tr.sanitize({c: row[c] for c in key_cols}), "r", exc.rule, exc.reason, None, None,
+                            tr.sanitize(row)))
+                        continue
+                    piece.append(out)
+                if piece:
+                    sink.apply([TableOps(tr.output, upserts=piece)])
+                if rejected:
+                    letters.add(rejected)
+                    self.log.warning("rows not copied: sent to the dead letters", table=b.name, rows=len(rejected),
+                                     first_reason=f"{rejected[0].rule}: {rejected[0].reason}")
+                n += got
+                if not got:
+                    break
             if n:
                 yield n
             if n < self.chunk_rows:

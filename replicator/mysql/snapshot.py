@@ -242,3 +242,40 @@ class MariaDBSnapshotReader:
 
     def close(self) -> None:
         pass
+
+
+def fetch_rows(url: str, info: TableInfo, columns: tuple[str, ...], key: dict[str, Any] | None = None,
+               limit: int | None = None, zero_dates: str = "error") -> list[tuple[Any, ...]]:
+    """Current rows of a table (by key, or the first ``limit`` by key), converted like the
+    binlog decoder does: for previews and dead-letter retries."""
+    by_name = {c.name: c for c in info.columns}
+    convs = [converter_for(by_name[c]) for c in columns]
+    query = f"SELECT {select_list(info, columns)} FROM {qtable(info.table)}"
+    params: list[Any] = []
+    if key:
+        query += " WHERE " + " AND ".join(f"{quote(k)} = %s" for k in key)
+        params = list(key.values())
+    if info.primary_key:
+        query += " ORDER BY " + ", ".join(quote(k) for k in info.primary_key)
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
+    conn = connect(url, autocommit=True, conv=dict(_ENCODERS))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            cur.execute(query, params)
+            out = []
+            for raw in cur.fetchall():
+                values = []
+                for value, conv in zip(raw, convs):
+                    try:
+                        values.append(None if value is None else conv(value))
+                    except _BadDate:
+                        if zero_dates != "null":
+                            raise DataError(f"{info.table}: a row holds a zero or invalid date (set `zero_dates: null`"
+                                        " to read it as NULL)") from None
+                        values.append(None)
+                out.append(tuple(values))
+            return out
+    finally:
+        conn.close()

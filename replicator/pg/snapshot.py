@@ -207,3 +207,28 @@ class PgSnapshotReader:
             except psycopg.Error:
                 pass
             self._exporter = None
+
+
+def fetch_rows(url: str, info: TableInfo, columns: tuple[str, ...], key: dict[str, Any] | None = None,
+               limit: int | None = None) -> list[tuple[Any, ...]]:
+    """Current rows of a table (by key, or the first ``limit`` by key), loaded exactly as the
+    pgoutput decoder loads them: for previews and dead-letter retries."""
+    from .conn import connect
+
+    conn = connect(url, "source")
+    try:
+        oids = PgSnapshotReader._load_oids(conn, info.table, columns)
+        query: sql.Composable = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)), _ident(info.table))
+        if key:
+            query = sql.SQL("{} WHERE {}").format(query, sql.SQL(" AND ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in key.items()))
+        if info.primary_key:
+            query = sql.SQL("{} ORDER BY {}").format(query, sql.SQL(", ").join(map(sql.Identifier, info.primary_key)))
+        if limit is not None:
+            query = sql.SQL("{} LIMIT {}").format(query, sql.Literal(int(limit)))
+        with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT").format(query)) as copy:
+            copy.set_types(oids)
+            return list(copy.rows())
+    finally:
+        conn.close()

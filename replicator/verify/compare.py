@@ -125,7 +125,12 @@ def _verify_table(
             raise SchemaError(f"source table {src_id} does not exist")
         if d_desc is None:
             raise SchemaError(f"target table {dst_id} does not exist")
-        mapping = TableMapping(src_id, dst_id, table.columns)
+        if not table.plain:
+            raise SchemaError(
+                "its values are transformed on the way (formats, maps, expressions, masks, filter):"
+                " verify compares tables whose values travel unchanged"
+            )
+        mapping = TableMapping(src_id, dst_id, table.renames)
         mapping.bind(s_desc[0], d_desc[0])
         invalid_as_null = src.engine == "mysql" and flow.zero_dates == "null"
         plan = _plan(src, dst, s_desc[0], s_desc[1], d_desc[1], mapping, invalid_as_null)
