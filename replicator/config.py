@@ -54,6 +54,7 @@ class CurrencyConfig(_Model):
     minor_units: int | None = Field(default=None, ge=0, le=18)
     locale: str | None = None
     code: str | None = None  # ISO 4217, e.g. EUR; the symbol the text carries
+    nbsp: bool = False  # write the locale's no-break spaces ("1.234,56\u00a0€"); plain spaces by default
 
     @model_validator(mode="after")
     def _one_kind(self) -> CurrencyConfig:

@@ -131,7 +131,7 @@ def _format_fn(rule: ColumnRule) -> ValueFn | None:
 
             return amount
         assert cur.locale is not None
-        return _typed(formats.currency_text(cur.locale, cur.code), True, str)
+        return _typed(formats.currency_text(cur.locale, cur.code, plain_spaces=not cur.nbsp), True, str)
     return None
 
 
@@ -481,7 +481,8 @@ def build(table: TableConfig, source: TableInfo, target: TableInfo) -> RowTransf
     mapping.bind(source, target)
     rt = RowTransform(mapping, frozenset(dropped), rules, computed, dict(table.defaults), flt, False,
                       validate, True, frozenset(masked))
-    rt.fits = _fit_checks(target, {dst for _s, dst, _f in rules} | {c[0] for c in computed} | set(table.defaults))
+    rt.fits = _fit_checks(target, {dst for _s, dst, _f in rules} | {c[0] for c in computed} | set(table.defaults)
+                          | _retyped(mapping, source, target, dropped | {s for s, _d, _f in rules}))
     _check_key(table, rt, target)
     return rt
 
@@ -523,7 +524,8 @@ def _build_reverse(table: TableConfig, source: TableInfo, target: TableInfo) -> 
     mapping = TableMapping(source.table, target.table, renames, skip=frozenset(dropped))
     mapping.bind(source, target)
     rt = RowTransform(mapping, frozenset(dropped), rules, [], {}, flt, True, validate, False)
-    rt.fits = _fit_checks(target, {dst for _s, dst, _f in rules})
+    rt.fits = _fit_checks(target, {dst for _s, dst, _f in rules}
+                          | _retyped(mapping, source, target, dropped | {s for s, _d, _f in rules}))
     return rt
 
 
@@ -570,6 +572,20 @@ _INT_RANGES = {
     "tinyint": (-128, 127),
     "mediumint": (-(2**23), 2**23 - 1),
 }
+
+
+def _retyped(mapping: TableMapping, source: TableInfo, target: TableInfo, skip: set[str]) -> set[str]:
+    """Target columns fed as they are by a source column of another declared type (a value
+    may not fit: varchar(200) into varchar(50)); same-typed columns always fit."""
+    out: set[str] = set()
+    for col in source.columns:
+        if col.name in skip:
+            continue
+        name = mapping.target_name(col.name)
+        dst = target.column(name)
+        if dst is not None and dst.type != col.type:
+            out.add(name)
+    return out
 
 
 def _fit_checks(target: TableInfo, columns: set[str]) -> dict[str, Callable[[Any], str | None]]:

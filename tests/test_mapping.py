@@ -462,6 +462,12 @@ def test_bad_mapping_config_is_one_line_naming_the_key_path_exit_2(scenario: Sce
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], proc.stderr
     assert sc.target_rows() == []
+    write_cfg(sc.cfg, sc.flow, sc.source, sc.target, cases[0][0])
+    checked = cli(sc.cfg, "check")
+    assert checked.returncode == 1 and "columns.nope: source table has no column 'nope'" in checked.stdout, checked.stdout
+    write_cfg(sc.cfg, sc.flow, sc.source, sc.target)
+    good = cli(sc.cfg, "check")
+    assert "customers columns match" in good.stdout, good.stdout + good.stderr
 
 
 REVERSIBLE = """\
@@ -647,3 +653,39 @@ def test_pg_to_pg_mapping_on_passthrough_text_equals_the_values_path(pg_source: 
     assert any("runs_on='passthrough text'" in r or 'runs_on="passthrough text"' in r or "runs_on=passthrough text" in r
                for r in runs[::2]), runs[0]
     assert any("values" in r and "runs_on" in r for r in runs[1::2]), runs[1]
+
+
+def test_currency_and_time_zone_formats_mariadb_to_pg(mariadb: Any, pg_target: Any, tmp_path: Path) -> None:
+    """Amounts as locale text with their currency ("1.234,56 €", "$1,234.56"), integer minor
+    units as decimals, a TIMESTAMP as Berlin wall time text, a DATE as German text."""
+    token = secrets.token_hex(4)
+    db = f"t_fmt_{token}"
+    mariadb.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4")
+    pg_target.create_database(db)
+    source, target = Side("mariadb", mariadb, db), Side("postgresql", pg_target, db)
+    source.run("CREATE TABLE payments (id INT PRIMARY KEY, amount DECIMAL(12,2), amount_usd DECIMAL(12,2),"
+               " cents BIGINT, paid_at TIMESTAMP(0) NULL, local_day DATE)")
+    target.run("CREATE TABLE payments (id int PRIMARY KEY, amount text, amount_usd text, cents numeric(14,2),"
+               " paid_at text, local_day text)")
+    tables = """\
+      - source: payments
+        columns:
+          amount: {currency: {locale: de_DE, code: EUR}}
+          amount_usd: {currency: {locale: en_US, code: USD}}
+          cents: {currency: {minor_units: 2}}
+          paid_at: {format: "%d.%m.%Y %H:%M:%S", timezone: Europe/Berlin}
+          local_day: {format: "%d.%m.%Y"}
+"""
+    cfg = write_cfg(tmp_path / "replicator.yaml", f"fmt-{token}", source, target, tables)
+    source.run("INSERT INTO payments VALUES (1, 1234.56, 1234.56, 123456, '2024-01-15 12:00:00', '2024-02-29')")
+    assert cli(cfg, "run", "--once").returncode == 0  # snapshot
+    source.run("INSERT INTO payments VALUES (2, -5.5, -5.5, -550, '2024-07-01 22:30:00', '1999-12-31'),"
+               " (3, NULL, NULL, NULL, NULL, NULL), (4, 0, 1000000.01, 1, '2024-10-27 00:59:59', '0001-01-01')")
+    proc = cli(cfg, "run", "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert target.fetch("SELECT * FROM payments ORDER BY id") == [
+        (1, "1.234,56 €", "$1,234.56", Decimal("1234.56"), "15.01.2024 13:00:00", "29.02.2024"),
+        (2, "-5,50 €", "-$5.50", Decimal("-5.50"), "02.07.2024 00:30:00", "31.12.1999"),
+        (3, None, None, None, None, None),
+        (4, "0,00 €", "$1,000,000.01", Decimal("0.01"), "27.10.2024 02:59:59", "01.01.0001"),
+    ]
