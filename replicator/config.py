@@ -107,7 +107,7 @@ class ColumnRule(_Model):
 class TableConfig(_Model):
     source: str = Field(min_length=1)
     target: str | None = None
-    columns: dict[str, str | ColumnRule] = Field(default_factory=dict)
+    columns: dict[str, ColumnRule] = Field(default_factory=dict)
     filter: str | None = Field(default=None, min_length=1)  # SQL over the source row
     defaults: dict[str, Any] = Field(default_factory=dict)  # target columns without a source
     validate_: list[str] = Field(default_factory=list, alias="validate")  # SQL over the written row
@@ -121,6 +121,14 @@ class TableConfig(_Model):
     def reversed(self) -> bool:
         return self._reversed
 
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _renames(cls, value: Any) -> Any:
+        # `old: new` is short for `old: {name: new}` (one model, so an error names the rule's key)
+        if isinstance(value, dict):
+            return {k: {"name": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
     @field_validator("validate_", mode="before")
     @classmethod
     def _one_rule(cls, value: Any) -> Any:
@@ -131,29 +139,22 @@ class TableConfig(_Model):
         """No option beyond names and renames: no value is transformed on the way."""
         return (
             self.model_fields_set <= {"source", "target", "columns"}
-            and all(isinstance(r, str) or not (r.transforms or r.one_way) for r in self.columns.values())
+            and all(not (r.transforms or r.one_way) for r in self.columns.values())
             and not self.reversed
         )
 
     @property
     def renames(self) -> dict[str, str]:
         """Source column -> target column, for columns that are not excluded."""
-        out: dict[str, str] = {}
-        for col, rule in self.columns.items():
-            if isinstance(rule, str):
-                out[col] = rule
-            elif not rule.exclude and rule.name is not None:
-                out[col] = rule.name
-        return out
+        return {col: rule.name for col, rule in self.columns.items() if not rule.exclude and rule.name is not None}
 
     @property
     def excluded(self) -> frozenset[str]:
         """Source columns that never leave the source."""
-        return frozenset(c for c, r in self.columns.items() if isinstance(r, ColumnRule) and r.exclude)
+        return frozenset(c for c, r in self.columns.items() if r.exclude)
 
     def rule(self, column: str) -> ColumnRule | None:
-        rule = self.columns.get(column)
-        return rule if isinstance(rule, ColumnRule) else None
+        return self.columns.get(column)
 
 
 class BatchConfig(_Model):
@@ -196,7 +197,7 @@ class FlowConfig(_Model):
     def _audit_flag(cls, value: Any) -> Any:
         if value is True:
             return {}
-        if value is False:
+        if value is False or isinstance(value, dict) and value.get("enabled") is False:
             return None
         return value
 
@@ -395,6 +396,13 @@ def _checked(config: Config, source: str, secrets: list[str]) -> Config:
             tables.append(table)
         if flow.direction == "reverse":
             flow = flow.model_copy(update={"source": flow.target, "target": flow.source, "tables": tables})
+            seen: set[TableId] = set()
+            for j, table in enumerate(flow.tables):
+                src = config.source_table(flow, table)
+                if src in seen:
+                    raise ConfigError(f"{source}: config error at flows[{i}].tables[{j}].target: {src} is listed"
+                                      " twice (the flow reads it in the reverse direction)")
+                seen.add(src)
         flows.append(flow)
     return config.model_copy(update={"flows": flows})
 

@@ -45,26 +45,35 @@ class Guard:
         self._txn_rows = 0
         self._txn_position: str | None = None
         self._second = 0
-        self._minute = -1  # the current minute (source time)
         self._per_minute: deque[tuple[int, int]] = deque()  # (second, changes) in the last minute
         self._window = 0
-        self._keys: dict[object, int] = {}
+        self._keys: dict[object, deque[int]] = {}  # per (table, key): seconds of its recent changes
+        self._keys_pruned = 0
         self._alerted: set[str] = set()
+        self._passing = False  # the open transaction is the one ``resume`` let through
 
     def begin(self, position: str | None, commit_time: datetime | None) -> None:
         self._txn_rows = 0
         self._txn_position = position
+        self._alerted.clear()
+        self._passing = self.allowed is not None and position == self.allowed
+        if self._passing:  # let through, and the windows start afresh after it
+            self._per_minute.clear()
+            self._window = 0
+            self._keys.clear()
         second = int(commit_time.timestamp()) if commit_time is not None else 0
         self._second = second
-        minute = second // 60
-        if minute != self._minute:
-            self._minute = minute
-            self._keys.clear()
         while self._per_minute and self._per_minute[0][0] <= second - 60:
             self._window -= self._per_minute.popleft()[1]
+        if second - self._keys_pruned >= 60:  # forget keys without a change in the last minute
+            self._keys_pruned = second
+            for k in [k for k, times in self._keys.items() if times[-1] <= second - 60]:
+                del self._keys[k]
 
     def change(self, table: object, key: object) -> str | None:
         """Count one row change of the open transaction."""
+        if self._passing:
+            return None
         limits = self.limits
         self._txn_rows += 1
         if self._per_minute and self._per_minute[-1][0] == self._second:
@@ -80,16 +89,17 @@ class Guard:
         elif limits.max_changes_per_minute is not None and self._window > limits.max_changes_per_minute:
             problem = (f"more than {limits.max_changes_per_minute} changes within a minute"
                        " (limits.max_changes_per_minute)")
-        elif limits.max_changes_per_key_per_minute is not None:
-            k = (table, key)
-            n = self._keys.get(k, 0) + 1
-            self._keys[k] = n
-            if n > limits.max_changes_per_key_per_minute:
+        if limits.max_changes_per_key_per_minute is not None:
+            times = self._keys.get((table, key))
+            if times is None:
+                times = self._keys[(table, key)] = deque()
+            while times and times[0] <= self._second - 60:
+                times.popleft()
+            times.append(self._second)
+            if len(times) > limits.max_changes_per_key_per_minute and problem is None:
                 problem = (f"row {key} of {table} changed more than {limits.max_changes_per_key_per_minute}"
                            " times within a minute (limits.max_changes_per_key_per_minute)")
         if problem is None:
-            return None
-        if self.allowed is not None and self._txn_position == self.allowed:
             return None
         if limits.action == "pause":
             raise GuardTripped(problem, self._txn_position)
@@ -100,9 +110,6 @@ class Guard:
 
     def holds(self, position: str | None) -> bool:
         return self.hold is not None and position == self.hold
-
-    def end(self) -> None:
-        self._alerted.clear()
 
     @property
     def counts_keys(self) -> bool:

@@ -171,8 +171,6 @@ def check_table(table: TableConfig) -> None:
     from .formats import FormatError
 
     for column, rule in table.columns.items():
-        if isinstance(rule, str):
-            continue
         path = f"columns.{column}"
         try:
             fn = _format_fn(rule)
@@ -249,6 +247,7 @@ class RowTransform:
     validate: list[Expr] = field(default_factory=list)
     validate_on_output: bool = True
     masked: frozenset[str] = frozenset()  # input columns whose value must never be shown
+    excluded: frozenset[str] = frozenset()  # input columns that never leave the source
     fits: dict[str, Callable[[Any], str | None]] = field(default_factory=dict)  # output column checks
     _special: frozenset[str] = frozenset()
     _key_inputs: frozenset[str] = frozenset()
@@ -374,7 +373,7 @@ class RowTransform:
         try:
             return flt.fn(subject) is True
         except MissingColumn as exc:
-            raise Rejected("filter", f"the source did not send column {exc} (unchanged TOAST value):"
+            raise Rejected("filter", f"the source did not send column {exc.column} (unchanged TOAST value):"
                            " cannot evaluate the filter") from None
         except ExprEvalError as exc:
             raise Rejected("filter", str(exc)) from None
@@ -390,7 +389,7 @@ class RowTransform:
                 continue  # a partial update: the column did not change
             except ExprEvalError as exc:
                 raise Rejected(f"validate: {rule.sql}", str(exc)) from None
-            if result is not True and result is not None:  # as a CHECK constraint: unknown passes
+            if result is not None and not result:  # as a CHECK constraint: unknown passes
                 raise Rejected(f"validate: {rule.sql}", "the row does not pass this rule")
 
     def sanitize(self, row: Row | None) -> Row | None:
@@ -400,7 +399,7 @@ class RowTransform:
             return None
         out: Row = {}
         for k, v in row.items():
-            if k in self.dropped:
+            if k in self.excluded:
                 continue
             out[k] = self._mask_for_show(k, v)
         return out
@@ -438,16 +437,13 @@ def build(table: TableConfig, source: TableInfo, target: TableInfo) -> RowTransf
     masked: set[str] = set()
     for column, rule in table.columns.items():
         path = f"columns.{column}"
-        if isinstance(rule, str):
-            _need(column in src_cols, path, f"source table has no column {column!r}", src_cols)
-            continue
         if rule.expr is None:
             _need(column in src_cols, path, f"source table has no column {column!r}", src_cols)
         if rule.exclude:
             dropped.add(column)
             continue
         out = rule.name or column
-        _need(out in dst_cols, f"{path}.name" if rule.name else path, f"target table has no column {out!r}", dst_cols)
+        _need(out in dst_cols, path, f"target table has no column {out!r}", dst_cols)
         expr: Expr | None = None
         if rule.expr is not None:
             try:
@@ -475,15 +471,25 @@ def build(table: TableConfig, source: TableInfo, target: TableInfo) -> RowTransf
         _need(column in dst_cols, f"defaults.{column}", f"target table has no column {column!r}", dst_cols)
     flt = _compile(table.filter, source.column_names, "filter") if table.filter else None
     validate = [_compile(v, target.column_names, f"validate[{i}]") for i, v in enumerate(table.validate_)]
-    renames = {c: (r if isinstance(r, str) else r.name or c) for c, r in table.columns.items()
+    renames = {c: r.name or c for c, r in table.columns.items()
                if c not in dropped and c in src_cols}
+    computed_outs = {c[0] for c in computed}
+    for col in target.primary_key:
+        if col in computed_outs:
+            raise MappingError("columns", f"target key column {col!r} is computed by an expression: the key must"
+                               " come from source columns (deletes carry only the key)")
+    outputs: dict[str, str] = {}
+    for column in source.column_names:
+        if column not in dropped:
+            _one_feed(outputs, renames.get(column, column), column)
+    for out_col, _expr, _then in computed:
+        _one_feed(outputs, out_col, f"an expression ({_expr.sql})")
     mapping = TableMapping(source.table, target.table, renames, skip=frozenset(dropped))
     mapping.bind(source, target)
     rt = RowTransform(mapping, frozenset(dropped), rules, computed, dict(table.defaults), flt, False,
-                      validate, True, frozenset(masked))
+                      validate, True, frozenset(masked), table.excluded)
     rt.fits = _fit_checks(target, {dst for _s, dst, _f in rules} | {c[0] for c in computed} | set(table.defaults)
                           | _retyped(mapping, source, target, dropped | {s for s, _d, _f in rules}))
-    _check_key(table, rt, target)
     return rt
 
 
@@ -495,16 +501,15 @@ def _build_reverse(table: TableConfig, source: TableInfo, target: TableInfo) -> 
     dropped: set[str] = set()
     for column, rule in table.columns.items():
         path = f"columns.{column}"
-        declared_out = rule if isinstance(rule, str) else (rule.name or column)
-        if isinstance(rule, ColumnRule) and rule.exclude:
+        declared_out = rule.name or column
+        if rule.exclude:
+            continue
+        if rule.one_way:
+            if declared_out in src_cols:
+                dropped.add(declared_out)
             continue
         _need(column in dst_cols, path, f"table has no column {column!r}", dst_cols)
         _need(declared_out in src_cols, path, f"table has no column {declared_out!r}", src_cols)
-        if isinstance(rule, str):
-            continue
-        if rule.one_way:
-            dropped.add(declared_out)
-            continue
         steps: list[tuple[str, ValueFn]] = []
         fmt = _format_fn(rule)
         if fmt is not None:
@@ -514,7 +519,7 @@ def _build_reverse(table: TableConfig, source: TableInfo, target: TableInfo) -> 
             default = (rule.reverse_default,) if "reverse_default" in rule.model_fields_set else None
             steps.append(("map", _map_fn(inverse, default, column)))
         if steps:
-            rules.append((declared_out, column, _chain(declared_out, steps)))
+            rules.append((declared_out, column, _chain(column, steps)))
     for column in table.defaults:
         if column in src_cols:
             dropped.add(column)
@@ -533,9 +538,7 @@ def _declared_pairs(table: TableConfig) -> list[tuple[str, str]]:
     """(declared source column, declared target column) of the columns that cross."""
     out: list[tuple[str, str]] = []
     for column, rule in table.columns.items():
-        if isinstance(rule, str):
-            out.append((column, rule))
-        elif not rule.exclude and rule.expr is None:
+        if not rule.exclude and rule.expr is None:
             out.append((column, rule.name or column))
     return out
 
@@ -552,12 +555,11 @@ def _need(ok: bool, path: str, message: str, known: set[str]) -> None:
         raise MappingError(path, f"{message} (columns: {', '.join(sorted(known))})")
 
 
-def _check_key(table: TableConfig, rt: RowTransform, target: TableInfo) -> None:
-    computed = {c[0] for c in rt.computed}
-    for col in target.primary_key:
-        if col in computed:
-            raise MappingError("columns", f"target key column {col!r} is computed by an expression: the key must"
-                               " come from source columns (deletes carry only the key)")
+def _one_feed(outputs: dict[str, str], target_column: str, feeder: str) -> None:
+    if target_column in outputs:
+        raise MappingError(f"columns.{feeder}" if not feeder.startswith("an ") else "columns",
+                           f"target column {target_column!r} is fed twice: by {outputs[target_column]} and by {feeder}")
+    outputs[target_column] = feeder
 
 
 # -- does a value fit its target column? ----------------------------------------------------
@@ -619,11 +621,11 @@ def _fit(col: ColumnInfo) -> Callable[[Any], str | None] | None:
                 d = Decimal(v)
                 if not d.is_finite():
                     return None
-                q = d.quantize(Decimal(1).scaleb(-scale)) if d.as_tuple().exponent < -scale else d  # type: ignore[operator]
-                if q != d:
+                exponent = d.as_tuple().exponent
+                assert isinstance(exponent, int)
+                if exponent < -scale and d != d.quantize(Decimal(1).scaleb(-scale)):
                     return f"value {v} has more than {scale} decimal places ({col.type})"
-                digits = len(q.as_tuple().digits) - max(0, -q.as_tuple().exponent) if q else 0  # type: ignore[operator]
-                if digits > precision - scale:
+                if d and d.adjusted() + 1 > precision - scale:  # digits before the point
                     return f"value {v} does not fit {col.type}"
             return None
 

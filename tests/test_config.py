@@ -36,7 +36,7 @@ def test_issue_example_parses_with_defaults_and_table_names() -> None:
     assert cfg.source_table(flow, flow.tables[0]) == TableId("public", "customers")
     assert cfg.target_table(flow, flow.tables[0]) == TableId("crm", "contacts")
     assert cfg.target_table(flow, flow.tables[1]) == TableId("crm", "orders")
-    assert flow.tables[0].columns == {"first_name": "firstName"}
+    assert flow.tables[0].renames == {"first_name": "firstName"}
     assert flow.slot_name == "replicator_shop_to_crm"
     assert flow.publication_name == "replicator_shop_to_crm"
     assert (flow.batch.max_rows, flow.batch.max_delay_ms) == (20000, 500)

@@ -279,7 +279,7 @@ class RawTransform:
         rt = self.rt
         out: dict[str, Any] = {}
         for name, field in zip(self.names, fields):
-            if name in rt.dropped:
+            if name in rt.excluded:
                 continue
             value = None if field is NULL else self.decoders.get(name, _text)(field)
             out[name] = rt._mask_for_show(name, value) if name in rt.masked else value
