@@ -121,7 +121,8 @@ class AuditTrail:
             params,
         )
         out = [
-            AuditEntry(r[1], r[2], r[3], loads(r[4]), r[5], loads(r[6]), loads(r[7]), r[8], r[9], r[10], r[11], int(r[0]))
+            AuditEntry(r[1], r[2], r[3], loads(r[4]), r[5], loads(r[6]), loads(r[7]), r[8], db.ts_read(r[9]), r[10],
+                       db.ts_read(r[11]), int(r[0]))
             for r in rows
         ]
         if key:

@@ -91,10 +91,11 @@ class DeadLetters:
         )
         if limit:
             query += f" LIMIT {int(limit)}"
+        db = self.db
         return [
-            DeadLetter(r[1], r[2], r[3], loads(r[4]), r[5], r[6], r[7], r[8], r[9], loads(r[10]), int(r[0]), r[11],
-                       r[12], r[13])
-            for r in self.db.exec(query, params)
+            DeadLetter(r[1], r[2], r[3], loads(r[4]), r[5], r[6], r[7], r[8], db.ts_read(r[9]), loads(r[10]), int(r[0]),
+                       r[11], db.ts_read(r[12]), db.ts_read(r[13]))
+            for r in db.exec(query, params)
         ]
 
     def set_status(self, ident: int, status: str, reason: str | None = None) -> None:

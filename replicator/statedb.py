@@ -91,6 +91,15 @@ class StateDB:
         return value
 
 
+    def ts_read(self, value: Any) -> Any:
+        """A stored timestamp as an aware UTC datetime (MySQL stores naive UTC)."""
+        if value is None or self.is_pg or not isinstance(value, datetime) or value.tzinfo is not None:
+            return value
+        from datetime import timezone
+
+        return value.replace(tzinfo=timezone.utc)
+
+
 def jsonable(value: Any) -> Any:
     """A value as JSON for people to read (dead letters, audit): exact text for decimals and
     temporal values, ``\\x``-hex for bytes."""

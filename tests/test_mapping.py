@@ -229,7 +229,8 @@ class Scenario:
                                  " ORDER BY id", (self.flow,))
 
 
-def write_cfg(path: Path, flow: str, source: Side, target: Side, tables: str = FLOW_TABLES, extra: str = "") -> Path:
+def write_cfg(path: Path, flow: str, source: Side, target: Side, tables: str = FLOW_TABLES, extra: str = "",
+              audit: str = "true") -> Path:
     path.write_text(
         "systems:\n"
         f"  crm: {{url: \"{source.url()}\"}}\n"
@@ -238,7 +239,7 @@ def write_cfg(path: Path, flow: str, source: Side, target: Side, tables: str = F
         f"  - name: {flow}\n"
         "    source: crm\n"
         "    target: shop\n"
-        "    audit: true\n"
+        f"    audit: {audit}\n"
         + extra
         + "    tables:\n" + tables
     )
@@ -386,8 +387,11 @@ def test_mass_delete_over_the_limit_pauses_before_writing_and_resume_applies_it(
     assert sc.target_rows() == []
 
 
-def test_audit_trail_records_each_applied_change_with_before_and_after_and_prunes(scenario: Scenario) -> None:
+def test_audit_trail_records_each_applied_change_with_before_and_after_and_prunes(scenario: Scenario,
+                                                                                    tmp_path: Path) -> None:
     sc = scenario
+    jsonl = tmp_path / "audit.jsonl"
+    write_cfg(sc.cfg, sc.flow, sc.source, sc.target, audit=f"{{retention_days: 30, file: {jsonl}}}")
     sc.source.insert_contacts([contact(1, "Ann", "2001-01-01", 10, "A", "DE")])
     sc.cli("run", "--once")  # snapshot: rows copied are not operations of the stream
     sc.source.insert_contacts([contact(2, "Ben", None, 20, "A", "FR")])
@@ -412,6 +416,9 @@ def test_audit_trail_records_each_applied_change_with_before_and_after_and_prune
                           if sc.source.kind == "mariadb" else {"id": 2}), None, "customers"),
     ]
     assert all(e["position"] and e["flow"] == sc.flow for e in entries)
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]  # the JSON lines copy
+    assert [{k: v for k, v in e.items() if k not in ("id", "applied_at")} for e in lines] == \
+        [{k: v for k, v in e.items() if k not in ("id", "applied_at")} for e in entries]
     assert len({e["position"] for e in entries}) == 2  # two source transactions
     by_key = sc.cli("audit", "--flow", sc.flow, "--key", "1", "--json").stdout.splitlines()
     assert [json.loads(line)["op"] for line in by_key] == ["u"]
