@@ -18,6 +18,7 @@ types, a key column with a rule, audit) is not eligible and takes the normal pat
 from __future__ import annotations
 
 import hashlib
+from binascii import hexlify
 import hmac
 import re
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any
 
 from ..config import ColumnRule, TableConfig
 from ..mapping import TableInfo
+from ..expr import ExprEvalError
 from ..transform import Rejected, RowTransform
 from .passthrough import KEY_TYPES, NULL, RawRows, escape
 
@@ -190,10 +192,46 @@ def _rule_fn(column: str, rule: ColumnRule, src_type: str) -> Callable[[bytes], 
         def mask(field: bytes) -> bytes:
             if field is NULL:
                 return NULL
-            return ctor(field if b"\\" not in field else unescape(field)).hexdigest().encode()  # type: ignore[no-any-return]
+            return hexlify(ctor(field if b"\\" not in field else unescape(field)).digest())
 
         return mask
     return None
+
+
+FILTER_MEMO = 10_000  # distinct filter inputs remembered per table
+
+
+def _memo_filter(predicate: Callable[[Any], bool], decode: Callable[[list[bytes]], Any],
+                 indices: list[int]) -> Callable[[list[bytes]], bool]:
+    """The filter as a function of a row's fields, remembering its result per distinct input:
+    filters mostly read few, repetitive columns (status, country), so most rows cost one
+    dictionary lookup instead of decoding and evaluating. The result depends only on those
+    fields' text (the predicate is pure), so remembering it is exact."""
+    key: Callable[[list[bytes]], Any]
+    if not indices:
+        key = lambda fields: None  # noqa: E731  # the filter reads no column
+    elif len(indices) == 1:
+        only = indices[0]
+        key = lambda fields: fields[only]  # noqa: E731
+    else:
+        from operator import itemgetter
+
+        key = itemgetter(*indices)  # type: ignore[assignment]
+    seen: dict[Any, bool] = {}
+
+    def matches(fields: list[bytes]) -> bool:
+        k = key(fields)
+        hit = seen.get(k)
+        if hit is None:
+            try:
+                hit = predicate(decode(fields)) is True
+            except ExprEvalError as exc:
+                raise Rejected("filter", str(exc)) from None
+            if len(seen) < FILTER_MEMO:
+                seen[k] = hit
+        return hit
+
+    return matches
 
 
 class RawTransform:
@@ -212,7 +250,10 @@ class RawTransform:
         decoders: list[tuple[int, Callable[[bytes], Any] | None]] = [(i, dec) for _n, i, dec in filter_cols]
         self._filter_row = _builder(decoders, [], [n for n, _i, _d in filter_cols], nullable=True)
         self._check_cols = check_cols
-        self._filter = rt.filter.predicate if rt.filter is not None else None
+        self._filter: Callable[[list[bytes]], bool] | None = None
+        if rt.filter is not None:
+            self._filter = _memo_filter(rt.filter.predicate or rt.filter.test, self._filter_row,
+                                        [i for _n, i, _d in filter_cols])
         self._checks = bool(rt.validate or rt.fits)
 
     def apply(self, item: RawRows) -> tuple[list[RawRows], list[tuple[Any, dict[str, Any], Rejected]]]:
@@ -223,7 +264,7 @@ class RawTransform:
         rejected: list[tuple[Any, dict[str, Any], Rejected]] = []
         if item.op == "d":
             return [RawRows(item.table, self.out_names, "d", item.keys, [])], rejected
-        make_row, flt, filter_row = self._row, self._filter, self._filter_row
+        make_row, flt = self._row, self._filter
         keep_keys: list[Any] = []
         keep_fields: list[list[bytes]] = []
         gone: list[Any] = []
@@ -240,7 +281,7 @@ class RawTransform:
 
         for key, fields in zip(item.keys, item.fields):
             try:
-                if flt is not None and not flt(filter_row(fields)):
+                if flt is not None and not flt(fields):
                     if update:
                         if current == "w":
                             close()
