@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from .errors import ReplicatorError
+from .statedb import StateDB
 from .urls import parse
 
 
@@ -133,16 +133,10 @@ class SnapshotState:
 
     def __init__(self, conn: Any, schema: str) -> None:
         self.conn = conn
-        self.is_pg = isinstance(conn, psycopg.Connection)
+        self.db = StateDB(conn, schema)
+        self.is_pg = self.db.is_pg
         self.sql: _StateSQL = _PgSQL(schema) if self.is_pg else _MySQL(schema)
-
-    def _exec(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        if self.is_pg:
-            cur = self.conn.execute(query.encode(), params)
-            return list(cur.fetchall()) if cur.description else []
-        with self.conn.cursor() as cur:
-            cur.execute(query, params)
-            return list(cur.fetchall())
+        self._exec = self.db.exec
 
     def ensure(self) -> None:
         self._exec(self.sql.ddl.format(t=self.sql.table()))

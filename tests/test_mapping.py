@@ -36,24 +36,8 @@ from typing import Any
 import pytest
 
 from dbhelpers import cli, my_fetch, my_script, pg_fetch, pg_script
+from mapping_yaml import FLOW_TABLES, REVERSIBLE
 
-FLOW_TABLES = """\
-      - source: contacts
-        target: customers
-        filter: "status <> 'draft' AND country IN ('DE', 'FR')"   # conditional sync (SQL over source columns)
-        columns:
-          firstName: first_name                                  # rename
-          birthDate: {name: birth_date, format: "%m/%d/%Y"}     # date/time → text in this format (and back)
-          price_cents: {name: price, expr: "price_cents / 100.0"}   # computed (SQL expression, sqlglot)
-          status: {map: {A: active, I: inactive}, default: unknown}  # mapped values
-          ssn: {exclude: true}                                   # sensitive: never leaves the source
-          email: {mask: sha256}                                  # sensitive: only a hash reaches the target
-          internal_notes: {exclude: true}                        # field without correspondence
-        defaults: {source_system: crm}                          # target column without correspondence
-        validate:                                # checked on the row as it will be written (target names)
-          - "first_name IS NOT NULL AND first_name <> ''"
-          - "price >= 0"
-"""
 
 MY_SOURCE_DDL = (
     "CREATE TABLE contacts (id INT PRIMARY KEY, firstName VARCHAR(50), birthDate DATE, price_cents INT,"
@@ -477,19 +461,6 @@ def test_bad_mapping_config_is_one_line_naming_the_key_path_exit_2(scenario: Sce
     assert "customers columns match" in good.stdout, good.stdout + good.stderr
 
 
-REVERSIBLE = """\
-      - source: contacts
-        target: customers
-        columns:
-          firstName: first_name
-          birthDate: {name: birth_date, format: "%m/%d/%Y"}
-          status: {map: {A: active, I: inactive}}
-          price_cents: {name: price, currency: {minor_units: 2}}
-          email: {name: email}
-          ssn: {exclude: true}
-          internal_notes: {exclude: true}
-        defaults: {source_system: crm}
-"""
 
 
 def test_reverse_direction_inverts_renames_formats_and_maps(mariadb: Any, pg_source: Any, pg_target: Any,

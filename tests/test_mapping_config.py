@@ -24,6 +24,8 @@ from replicator.config import (
 from replicator.errors import ConfigError
 from replicator.records import TableId
 
+from mapping_yaml import FLOW_TABLES
+
 HEAD = (
     "systems:\n"
     '  crm: {url: "mysql://root@127.0.0.1:3306/crm"}\n'
@@ -34,23 +36,6 @@ HEAD = (
     "    target: shop\n"
 )
 
-FLOW_TABLES = """\
-      - source: contacts
-        target: customers
-        filter: "status <> 'draft' AND country IN ('DE', 'FR')"   # conditional sync (SQL over source columns)
-        columns:
-          firstName: first_name                                  # rename
-          birthDate: {name: birth_date, format: "%m/%d/%Y"}     # date/time → text in this format (and back)
-          price_cents: {name: price, expr: "price_cents / 100.0"}   # computed (SQL expression, sqlglot)
-          status: {map: {A: active, I: inactive}, default: unknown}  # mapped values
-          ssn: {exclude: true}                                   # sensitive: never leaves the source
-          email: {mask: sha256}                                  # sensitive: only a hash reaches the target
-          internal_notes: {exclude: true}                        # field without correspondence
-        defaults: {source_system: crm}                          # target column without correspondence
-        validate:                                # checked on the row as it will be written (target names)
-          - "first_name IS NOT NULL AND first_name <> ''"
-          - "price >= 0"
-"""
 
 
 def config(tables: str = "      - source: contacts\n", extra: str = "") -> Config:
