@@ -27,6 +27,7 @@ import hashlib
 import json
 import secrets
 import subprocess
+import time
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -345,6 +346,20 @@ def test_rejected_rows_wait_as_dead_letters_and_retry_after_the_mapping_is_fixed
     sc.cli("run", "--once")  # the flow goes on after the retry (and applies the update with the new map)
     src = {r[0]: r for r in sc.source_rows()}
     assert sc.target_rows() == [expected_row(src[1]), row2[0], expected_row(src[3])]
+
+    sc.source.insert_contacts([contact(4, "Dee", None, 40, "Q", "DE")])  # another unknown status
+    sc.cli("run", "--once")
+    (open_letter,) = json.loads(sc.cli("dlq", "list", "--json").stdout)
+    shown = json.loads(sc.cli("dlq", "show", str(open_letter["id"])).stdout)
+    assert shown == [open_letter]
+    assert (shown[0]["key"], shown[0]["rule"], shown[0]["op"], shown[0]["status"]) == (
+        {"id": 4}, "columns.status.map", "c", "open")
+    assert shown[0]["row"]["email"] == hashlib.sha256(b"person4.secret@example.com").hexdigest()
+    assert "ssn" not in shown[0]["row"] and "internal_notes" not in shown[0]["row"]
+    assert "1 dead letter(s) discarded" in sc.cli("dlq", "discard", "--all").stdout
+    assert sc.cli("dlq", "list").stdout.strip() == "no dead letters"
+    assert [r[3] for r in sc.dead_letters()] == ["retried", "discarded"]
+    assert [r[0] for r in sc.target_rows()] == [1, 2, 3]
     assert_no_secrets(sc)
 
 
@@ -667,3 +682,30 @@ def test_currency_and_time_zone_formats_mariadb_to_pg(mariadb: Any, pg_target: A
         (3, None, None, None, None, None),
         (4, "0,00 €", "$1,000,000.01", Decimal("0.01"), "27.10.2024 02:59:59", "01.01.0001"),
     ]
+
+
+def test_a_running_flow_paused_by_a_limit_goes_on_after_resume(mariadb: Any, pg_source: Any, pg_target: Any,
+                                                               tmp_path: Path) -> None:
+    """`run` (not --once) pauses at the transaction over the limit, keeps applying nothing of
+    it while other changes wait behind it, and applies it all once `resume` is given."""
+    from processes import Command, wait_for
+
+    sc = _setup("pg2my", mariadb, pg_source, pg_target, tmp_path)
+    write_cfg(sc.cfg, sc.flow, sc.source, sc.target,
+              extra="    limits: {max_rows_per_transaction: 3}\n    batch: {max_rows: 1000, max_delay_ms: 50}\n")
+    sc.source.insert_contacts([contact(i, f"P{i}", None, i, "A", "DE") for i in range(1, 4)])  # 3 rows: allowed
+    run = Command(sc.cfg, tmp_path / "run.log", "run")
+    try:
+        wait_for("the first rows", lambda: len(sc.target_rows()) == 3)
+        sc.source.insert_contacts([contact(i, f"Q{i}", None, i, "I", "FR") for i in range(4, 10)])  # 6 rows
+        sc.source.insert_contacts([contact(10, "After", None, 1, "A", "DE")])  # waits behind the paused one
+        wait_for("the pause", lambda: "paused by a change limit" in run.log() or "flow is paused" in run.log())
+        time.sleep(3)
+        assert [r[0] for r in sc.target_rows()] == [1, 2, 3], "nothing of the paused transaction or after it"
+        assert run.running()
+        assert "resumed" in sc.cli("resume", sc.flow).stdout
+        wait_for("the rows after resume", lambda: [r[0] for r in sc.target_rows()] == list(range(1, 11)))
+        assert sc.target_rows() == sc.expected()
+    finally:
+        assert run.stop() == 0, run.log()[-3000:]
+    assert "flow resumed" in run.log()
