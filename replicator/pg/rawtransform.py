@@ -49,6 +49,12 @@ def _text(field: bytes) -> str:
     return field.decode() if b"\\" not in field else unescape(field).decode()
 
 
+_INLINE: dict[Callable[[bytes], Any], tuple[str, dict[str, Any]]] = {}
+"""Rule functions whose common case the generated row builder inlines: a Python-level call
+per column and row is a large share of a mapping's cost. ``{x}`` is the field, ``{g}`` the
+function itself (the uncommon case), other names are bound from the dict."""
+
+
 def _builder(parts: list[tuple[int, Callable[[bytes], Any] | None]], constants: list[bytes], as_dict: list[str] | None = None,
              nullable: bool = False) -> Callable[[list[bytes]], Any]:
     """A function of a row's fields built once per table: a list (or a dict with keys
@@ -62,7 +68,13 @@ def _builder(parts: list[tuple[int, Callable[[bytes], Any] | None]], constants: 
         else:
             env[f"g{n}"] = fn
             call = f"g{n}(f[{int(i)}])"
-            if fn is _text:  # inlined: most text has nothing to unescape
+            inline = _INLINE.get(fn)
+            if inline is not None:  # the common case in the generated code, the function for the rest
+                template, names = inline
+                for k, v in names.items():
+                    env[f"{k}{n}"] = v
+                call = template.format(x=f"f[{int(i)}]", g=f"g{n}", **{k: f"{k}{n}" for k in names})
+            elif fn is _text:  # inlined: most text has nothing to unescape
                 call = f"(f[{int(i)}].decode() if BS not in f[{int(i)}] else {call})"
                 env["BS"] = b"\\"
             items.append(f"(None if f[{int(i)}] is NULL else {call})" if nullable else call)
@@ -146,6 +158,7 @@ def _rule_fn(column: str, rule: ColumnRule, src_type: str) -> Callable[[bytes], 
                 return default
             return out
 
+        _INLINE[lookup] = ("({T}.get({x}) or {g}({x}))", {"T": table})
         return lookup
     if rule.format is not None:
         if src_type != "date":
@@ -171,6 +184,7 @@ def _rule_fn(column: str, rule: ColumnRule, src_type: str) -> Callable[[bytes], 
                 seen[field] = out
             return out
 
+        _INLINE[fmt] = ("({C}.get({x}) or {g}({x}))", {"C": seen})
         return fmt
     if rule.mask is not None:
         if not (src_type == "text" or src_type.startswith(_TEXT_TYPES[1:])):
@@ -194,6 +208,8 @@ def _rule_fn(column: str, rule: ColumnRule, src_type: str) -> Callable[[bytes], 
                 return NULL
             return hexlify(ctor(field if b"\\" not in field else unescape(field)).digest())
 
+        _INLINE[mask] = ("({g}({x}) if {x} is {N} or {B} in {x} else {H}({S}({x}).digest()))",
+                         {"N": NULL, "B": b"\\", "H": hexlify, "S": ctor})
         return mask
     return None
 
