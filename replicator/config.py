@@ -280,7 +280,9 @@ class Config(_Model):
         return {table.source, table.target or "", str(src), str(dst), src.name, dst.name} - {""}
 
     def secrets(self) -> list[str]:
-        return [s.password for s in self.systems.values() if s.password]
+        """What output must never show: passwords, and the keys of keyed masks."""
+        keys = [r.mask_key for f in self.flows for t in f.tables for r in t.columns.values() if r.mask_key]
+        return [s.password for s in self.systems.values() if s.password] + keys
 
 
 class _PathError(ValueError):
