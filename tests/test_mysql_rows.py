@@ -889,6 +889,57 @@ def test_update_with_a_bad_date_in_the_before_image_names_its_row() -> None:
         RowDecoder(table("t_zero")).decode("update", body, 6)
 
 
+@pytest.mark.parametrize("case", [c["name"] for c in FIXTURES["cases"]] if FIXTURES else [])
+def test_read_event_builds_records_from_a_body_inside_the_packet(case: str) -> None:
+    """read_event on the captured packet itself (the body between the event header and the
+    checksum), building records: the same rows as decode, keys from the right image."""
+    for ev in events(case):
+        packet = bytes.fromhex(ev["packet"])
+        body = bytes.fromhex(ev["body"])
+        start = packet.index(body)
+        decoder = RowDecoder(table(ev["table"]), zero_date="null")
+        try:
+            pairs = decoder.decode(ev["kind"], body, ev["ncols"])
+        except DataError:  # an ENUM/SET member the table map lost: decode and read_event agree
+            with pytest.raises(DataError):
+                decoder.read_event(ev["kind"], packet, start, start + len(body), ev["ncols"], lambda *a: a)
+            continue
+        key = decoder.key_columns
+
+        def record(k: dict[str, Any], before: Any, after: Any) -> tuple[Any, ...]:
+            return ("rec", k, before, after)
+
+        for _ in range(2):  # the second time with the reader kept for this record function
+            got = decoder.read_event(ev["kind"], packet, start, start + len(body), ev["ncols"], record)
+            expected = [
+                ("rec", {c: (after if ev["kind"] == "write" else before)[c] for c in key}, before, after)  # type: ignore[index]
+                for before, after in pairs
+            ]
+            assert len(got) == len(expected)
+            for g, x in zip(got, expected):
+                assert g[0] == "rec" and g[1] == x[1]
+                assert_rows([(g[2], g[3])], [(x[2], x[3])])
+        assert decoder.read_event(ev["kind"], packet, start, start + len(body), ev["ncols"]) == pairs
+
+
+def test_read_event_errors_from_records_and_from_rows() -> None:
+    ev = events("ints")[0]
+    body = bytes.fromhex(ev["body"])
+    packet = b"header" + body + b"crc!"
+    # A record function that fails (here: no key column in the row): its own error.
+    decoder = RowDecoder(table("t_int"), key_columns=("nope",))
+    with pytest.raises(KeyError, match="nope"):
+        decoder.read_event("write", packet, 6, 6 + len(body), 11, lambda *a: a)
+    # A row that does not decode: the detailed error, as decode gives it.
+    zero = next(e for e in events("zero_dates", "t_zero") if e["kind"] == "write")
+    zbody = bytes.fromhex(zero["body"])
+    with pytest.raises(DataError, match=r"row with key id=1: column `d` .*zero or invalid date"):
+        RowDecoder(table("t_zero")).read_event("write", b"xx" + zbody, 2, 2 + len(zbody), zero["ncols"], lambda *a: a)
+    # Rows that do not end where the event ends.
+    with pytest.raises(DataError, match=r"`rc`.`t_int` does not fit its table map: its rows end at byte"):
+        RowDecoder(table("t_int")).read_event("write", packet, 6, 6 + len(body) - 1, 11, lambda *a: a)
+
+
 def test_decode_accepts_memoryview() -> None:
     ev = events("ints")[0]
     body = memoryview(bytes.fromhex(ev["body"]))
@@ -1088,6 +1139,233 @@ def test_enum_index_out_of_range_is_a_data_error() -> None:
     with pytest.raises(DataError, match=r"`s`.`t` row with key id=5: cannot decode column `e`"
                        r" \(ENUM\)"):
         RowDecoder(t).decode("write", body, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The MySQL writer's multi-row rendering (replicator.mysql.writer): the same text as
+# sql_literal gives value by value, whatever the mix of values in a column
+# ---------------------------------------------------------------------------------------------
+
+
+def _literal_conn(no_backslash_escapes: bool = False) -> Any:
+    import pymysql
+    from pymysql.constants import SERVER_STATUS
+
+    conn: Any = pymysql.connections.Connection(defer_connect=True, charset="utf8mb4")
+    conn.server_status = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES if no_backslash_escapes else 0
+    return conn
+
+
+_WRITER_COLUMNS = {  # column -> its target type
+    "i": "bigint", "s": "varchar(64)", "d": "decimal(12,2)", "dt": "datetime(6)", "day": "date",
+    "f": "double", "r": "float", "j": "json", "b": "varbinary(10)", "t": "time(6)", "x": "text",
+}
+
+
+def _writer_values(rng: random.Random) -> dict[str, list[Any]]:
+    """Candidate values per column: the usual type of the column first, then oddities."""
+    import uuid
+
+    from replicator.records import JSON_NULL, JsonText
+
+    aware = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=timezone(timedelta(hours=2)))
+    return {
+        "i": [0, -1, 2**63 - 1, -(2**63), 10**30, None, True, False, 1.5, Decimal("7"), "12"],
+        "s": ["", "plain", "it's", 'say "hi"', "back\\slash", "nul\0byte", "new\nline", "cr\rx",
+              "ctrl-z\x1a", "é ü 中文 😀", "50%", "{x}", "E", None, 5, b"bytes", JsonText('{"a": 1}')],
+        "d": [Decimal("0.00"), Decimal("-0.00"), Decimal("123.45"), Decimal("-9999999999.99"),
+              Decimal("1E+2"), Decimal("1E-7"), Decimal("1.5E-10"), Decimal("12345678901234567890.123"),
+              None, 3, 2.5, Decimal("0E-9")],
+        "dt": [datetime(2024, 1, 1), datetime(1, 1, 1, 0, 0, 0, 1), datetime(9999, 12, 31, 23, 59, 59, 999999),
+               aware, datetime(2024, 1, 1, tzinfo=timezone.utc), None, date(2024, 2, 29), "2024-01-01 00:00:00"],
+        "day": [date(2024, 2, 29), date(1, 1, 1), None, datetime(2024, 1, 1, 12), "2024-01-01"],
+        "f": [0.0, -0.0, 1.1, 1e300, 5e-324, 3, None, Decimal("2.5")],
+        "r": [1.1, 3.4028235e38, 16777217.0, None, 7, Decimal("0.25")],
+        "j": [{"a": [1, "x", None]}, [1, 2], "text", JsonText('{"b":2}'), 5, None, JSON_NULL, True, 1.5],
+        "b": [b"", b"\x00\x01'\\", bytearray(b"ab"), None, "str"],
+        "t": [timedelta(0), timedelta(hours=-1, microseconds=5), timedelta(days=3, seconds=7), None],
+        "x": ["x" * 1000, "a'b" * 300, None, uuid.UUID(int=rng.getrandbits(128)), 0],
+    }
+
+
+def _reference_rows(cols: list[str], rows: list[dict[str, Any]], conn: Any, table: Any) -> list[str]:
+    from replicator.mapping import ColumnInfo
+    from replicator.mysql.writer import _plain, converter_for, sql_literal
+
+    literal = sql_literal(conn)
+    out = []
+    for row in rows:
+        texts = []
+        for c in cols:
+            f = converter_for(ColumnInfo(c, _WRITER_COLUMNS[c]), table)
+            texts.append(literal(row[c]) if f is _plain else literal(f(row[c])))
+        out.append("(" + ",".join(texts) + ")")
+    return out
+
+
+@pytest.mark.parametrize("no_backslash_escapes", [False, True])
+def test_writer_renders_every_mix_of_values_like_sql_literal(no_backslash_escapes: bool) -> None:
+    from replicator.mapping import ColumnInfo
+    from replicator.mysql.writer import _row_renderer, converter_for, sql_literal
+    from replicator.records import TableId
+
+    rng = random.Random(7)
+    conn = _literal_conn(no_backslash_escapes)
+    table = TableId("s", "t")
+    candidates = _writer_values(rng)
+    cols = list(_WRITER_COLUMNS)
+    render = _row_renderer(
+        cols, [converter_for(ColumnInfo(c, _WRITER_COLUMNS[c]), table) for c in cols], sql_literal(conn),
+        not no_backslash_escapes,
+    )
+    # Per column: only its usual type, its usual type with NULLs, or anything.
+    for trial in range(300):
+        rows: list[dict[str, Any]] = [{} for _ in range(rng.randint(1, 12))]
+        for c in cols:
+            usual = [v for v in candidates[c] if type(v) is type(candidates[c][0])]
+            pool = [usual, usual + [None], candidates[c]][trial % 3 if c != "i" else rng.randint(0, 2)]
+            for row in rows:
+                row[c] = rng.choice(pool)
+        assert render(rows) == _reference_rows(cols, rows, conn, table), rows
+
+
+def test_writer_rendering_keeps_the_errors_of_the_converters() -> None:
+    from replicator.mapping import ColumnInfo
+    from replicator.mysql.writer import _row_renderer, converter_for, sql_literal
+    from replicator.records import TableId
+
+    table = TableId("s", "t")
+    render = _row_renderer(
+        ["d"], [converter_for(ColumnInfo("d", "decimal(12,2)"), table)], sql_literal(_literal_conn()), True
+    )
+    for bad in (Decimal("NaN"), Decimal("-Infinity"), float("inf")):
+        with pytest.raises(DataError, match="no NaN or infinity"):
+            render([{"d": Decimal("1.00")}, {"d": bad}])
+
+
+def test_writer_groups_rows_by_column_set() -> None:
+    from replicator.batch import group_by_columns
+    from replicator.mysql.writer import _groups
+
+    same: list[dict[str, Any]] = [{"a": 1, "b": 2}, {"b": 3, "a": 4}, {"a": 5, "b": None}]
+    assert _groups(same) == [(("a", "b"), same)]
+    mixed: list[dict[str, Any]] = [{"a": 1, "b": 2}, {"a": 3}, {"a": 4, "b": 5}, {"b": 6, "c": 7}]
+    assert _groups(mixed) == group_by_columns(mixed)
+    assert _groups([]) == []
+
+
+class _FakeConn:
+    """A pymysql connection that only records what the writer sends and reads."""
+
+    encoding = "utf8"
+    server_status = 0
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.log: list[tuple[str, Any]] = []
+        self.in_flight = 0
+        self.fail_at = fail_at
+
+    def _execute_command(self, command: int, sql: bytes) -> None:
+        assert self.in_flight == 0, "a statement was sent before the previous result was read"
+        self.in_flight += 1
+        self.log.append(("send", sql.decode()))
+
+    def _read_query_result(self, unbuffered: bool = False) -> int:
+        import pymysql
+
+        assert self.in_flight == 1
+        self.in_flight = 0
+        self.log.append(("read", None))
+        if self.fail_at is not None and sum(1 for k, _ in self.log if k == "read") == self.fail_at:
+            raise pymysql.err.IntegrityError(1062, "Duplicate entry")
+        return 1
+
+    def cursor(self) -> Any:
+        return self
+
+    def escape(self, value: Any) -> str:
+        return str(_literal_conn().escape(value))
+
+
+def _sink(conn: _FakeConn) -> Any:
+    from replicator.mapping import ColumnInfo
+    from replicator.mysql.writer import MariaDBSink
+    from replicator.records import TableId
+
+    sink: Any = MariaDBSink.__new__(MariaDBSink)
+    sink.conn = conn
+    sink.state_schema = "_replicator"
+    table = TableId("s", "t")
+    sink._columns = {table: {c: ColumnInfo(c, t) for c, t in (("id", "bigint"), ("v", "varchar(100)"), ("d", "decimal(12,2)"))}}
+    sink._renderers = {}
+    return sink, table
+
+
+def test_writer_sends_each_statement_after_reading_the_previous_result(monkeypatch: Any) -> None:
+    """Upserts are rendered a statement ahead: every row once, in order, statements within
+    the size limit, one in flight at most, and nothing left unread at the end."""
+    import replicator.mysql.writer as writer
+
+    monkeypatch.setattr(writer, "_STATEMENT_CHARS", 3000)
+    conn = _FakeConn()
+    sink, table = _sink(conn)
+    rows = [{"id": i, "v": "x" * (i % 37), "d": Decimal(i) / 4} for i in range(2000)]
+    sink._upsert(conn, table, ["id", "v", "d"], ["id"], rows)
+    assert conn.in_flight == 0
+    sent = [sql for kind, sql in conn.log if kind == "send"]
+    assert [k for k, _ in conn.log] == ["send", "read"] * len(sent)
+    assert len(sent) > 10 and all(len(sql) <= 3000 for sql in sent)
+    import re
+
+    ids = [int(m) for sql in sent for m in re.findall(r"\((\d+),'", sql)]
+    assert ids == list(range(2000))
+
+
+def test_writer_reads_the_statement_in_flight_before_an_error_leaves(monkeypatch: Any) -> None:
+    import pymysql
+
+    import replicator.mysql.writer as writer
+
+    monkeypatch.setattr(writer, "_STATEMENT_CHARS", 2000)
+    rows = [{"id": i, "v": "v", "d": Decimal("1.5")} for i in range(500)]
+    # Our own error while a statement is in flight (a NaN for a DECIMAL column): its result is
+    # read, so the connection can still roll back.
+    conn = _FakeConn()
+    sink, table = _sink(conn)
+    bad = rows[:400] + [{"id": 400, "v": "v", "d": Decimal("NaN")}]
+    with pytest.raises(DataError, match="NaN"):
+        sink._upsert(conn, table, ["id", "v", "d"], ["id"], bad)
+    assert conn.in_flight == 0 and conn.log[-1] == ("read", None)
+    # The server's error for a statement: raised, nothing more sent.
+    conn = _FakeConn(fail_at=2)
+    sink, table = _sink(conn)
+    with pytest.raises(pymysql.err.IntegrityError):
+        sink._upsert(conn, table, ["id", "v", "d"], ["id"], rows)
+    assert conn.in_flight == 0 and [k for k, _ in conn.log] == ["send", "read", "send", "read"]
+
+
+def test_connections_share_one_tls_context_in_pymysqls_default_mode() -> None:
+    """pymysql_connect makes the connection pymysql.connect makes (same TLS mode and
+    settings), with one shared context instead of one built per connection."""
+    import ssl
+
+    import pymysql
+
+    from replicator.mysql.writer import pymysql_connect
+
+    def tls(conn: Any) -> tuple[Any, ...]:
+        ctx = conn.ctx
+        return (conn.ssl, conn._ssl_required, conn.client_flag, isinstance(ctx, ssl.SSLContext),
+                ctx.verify_mode, ctx.check_hostname, ctx.minimum_version, ctx.options)
+
+    settings: dict[str, Any] = {"host": "127.0.0.1", "port": 3306, "user": "u", "charset": "utf8mb4", "defer_connect": True}
+    mine: list[Any] = [pymysql_connect(**settings), pymysql_connect(**settings)]
+    theirs = pymysql.connect(**settings)
+    assert tls(mine[0]) == tls(mine[1]) == tls(theirs)
+    assert mine[0].ctx is mine[1].ctx
+    # Explicit TLS options are pymysql's business.
+    assert not pymysql_connect(**settings, ssl_disabled=True).ssl
+    assert getattr(pymysql_connect(**settings, ssl={"ca": None}), "ctx") is not mine[0].ctx
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,9 @@ key). Its row-value decoding we do not use, for two reasons:
   as the MySQL path's bottleneck. Here everything that depends only on the table map (which
   function decodes a column, struct formats, decimal layouts, charsets) is worked out once per
   table map, and the per-row loop only slices bytes: ~7x faster on a typical 6-column table.
+  The loop over the rows of an event is one function generated per table map, event kind and
+  columns-present bitmap (:func:`_event_reader`); for updates the before image is decoded only
+  where its bytes differ from the after image's.
 * **Exactness.** Checked against MariaDB 10.11 (see ``test_library_quirks_we_avoid`` in
   ``tests/test_mysql_rows.py``), version 1.0.17 of the library: turns zero dates into a silent
   ``None`` and a zero TIMESTAMP into 1970-01-01; fails the whole event on an
@@ -33,8 +36,11 @@ What it does
 :meth:`RowDecoder.decode` takes the body of one rows event -- starting at the
 columns-present bitmap(s), without the 4-byte checksum; :func:`rows_body` cuts it out of a
 library ``RowsEvent`` -- and returns ``(before, after)`` per row: ``(None, row)`` for a
-write, ``(row, None)`` for a delete, ``(before, after)`` for an update. Pure functions of
-bytes: no I/O, no server round trip.
+write, ``(row, None)`` for a delete, ``(before, after)`` for an update.
+:meth:`RowDecoder.read_event` does the same on a body lying inside a larger buffer (the binlog
+packet, not copied) and can build the caller's record per row instead of the pair, in the
+same generated loop (the source builds its change records so). Pure functions of bytes: no
+I/O, no server round trip.
 
 Value mapping (SQL NULL is ``None`` everywhere; a column absent from the row image, i.e.
 ``binlog_row_image`` other than FULL, is *omitted* from the dict, never ``None``):
@@ -92,6 +98,7 @@ import struct
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
+from functools import partial
 from typing import Any, Final, Literal
 
 from replicator.errors import CheckFailed, DataError
@@ -166,6 +173,7 @@ _S_Q = struct.Struct("<q")
 _S_UQ = struct.Struct("<Q")
 _S_F = struct.Struct("<f")
 _S_D = struct.Struct("<d")
+_S_BQ = struct.Struct(">Q")
 
 _FSP_BYTES: Final = (0, 1, 1, 2, 2, 3, 3)
 _DIG2BYTES: Final = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)  # decimal: digits -> bytes
@@ -270,9 +278,10 @@ def _make_datetime2(fsp: int, bad_as_null: bool) -> tuple[Fixed, int]:
     fbits = 8 * fbytes
     fmask = (1 << fbits) - 1
     from_bytes = int.from_bytes
+    u64 = _S_BQ.unpack_from if width == 8 else None  # DATETIME(5), (6): one unpack, no slice
 
     def dec(buf: Any, pos: int) -> datetime | None:
-        v = from_bytes(buf[pos : pos + width], "big")
+        v = u64(buf, pos)[0] if u64 is not None else from_bytes(buf[pos : pos + width], "big")
         us = (v & fmask) * mult
         v = (v >> fbits) - 0x8000000000
         ymd = v >> 17
@@ -424,11 +433,13 @@ def _make_decimal(precision: int, scale: int) -> tuple[Fixed, int]:
     trailing (fraction) group of fewer digits in 1-4 bytes; the top bit of the first byte
     is set for non-negative numbers, and a negative number has all its bytes inverted.
 
-    The groups are read out of one big integer and combined into the unscaled value by an
-    expression written for this precision and scale, then scaled exactly: the unscaled
-    integer times ``1E-scale`` in a context wider than any DECIMAL (no rounding), which is
-    twice as fast as parsing its text and gives the same Decimal (digits and exponent). A
-    negative zero (all digits zero, sign negative) keeps its sign, as the text did.
+    The groups are read by one ``struct`` unpack (a 3-byte group as a byte and a 16-bit
+    half), their sign fixed by XOR, and combined into the unscaled value by an expression
+    written for this precision and scale, then scaled exactly: the unscaled integer times
+    ``1E-scale`` in a context wider than any DECIMAL (no rounding), which is twice as fast as
+    parsing its text and gives the same Decimal (digits and exponent). A negative zero (all
+    digits zero, sign negative) keeps its sign, as the text did. (Slicing the bytes for one
+    ``int.from_bytes`` and shifting each group out of it cost half as much again.)
     """
     if not 0 <= scale <= precision or precision > 65 or precision == 0:
         raise ValueError(f"DECIMAL({precision},{scale}) is not a valid decimal")
@@ -442,29 +453,47 @@ def _make_decimal(precision: int, scale: int) -> tuple[Fixed, int]:
         groups.append(scale % 9)
     sizes = [4 if g == 9 else _DIG2BYTES[g] for g in groups]
     width = sum(sizes)
-    shift = width * 8
-    expr = ""
-    for g, size in zip(groups, sizes):
-        shift -= size * 8
-        part = f"((raw >> {shift}) & {(1 << (size * 8)) - 1})"
-        expr = part if not expr else f"({expr}) * {10**g} + {part}"
-    sign_bit = 1 << (width * 8 - 1)
+    fmt = ">"
+    fields: list[str] = []  # struct fields
+    parts: list[tuple[str, int]] = []  # per group: expression of its raw value, its size
+    for size in sizes:
+        if size == 3:
+            hi, lo = f"f{len(fields)}", f"f{len(fields) + 1}"
+            fields += [hi, lo]
+            fmt += "BH"
+            parts.append((f"({hi} << 16 | {lo})", size))
+        else:
+            fields.append(f"f{len(fields)}")
+            fmt += {1: "B", 2: "H", 4: "I"}[size]
+            parts.append((fields[-1], size))
+
+    def combine(negative: bool) -> str:
+        expr = ""
+        for j, ((raw, size), g) in enumerate(zip(parts, groups)):
+            mask = (1 << (size * 8)) - 1
+            sign = 1 << (size * 8 - 1) if j == 0 else 0
+            flip = (mask ^ sign) if negative else sign
+            part = f"({raw} ^ {flip})" if flip else raw
+            expr = part if not expr else f"({expr}) * {10**g} + {part}"
+        return expr
+
+    top = fields[0]
+    sign_bit = 0x80 if sizes[0] == 3 else 1 << (sizes[0] * 8 - 1)
     ns: dict[str, Any] = {
-        "from_bytes": int.from_bytes,
+        "unpack": struct.Struct(fmt).unpack_from,
         "D": Decimal,
         "mul": _EXACT.multiply,
         "SCALE": Decimal(f"1E-{scale}"),
         "NEG_ZERO": Decimal(f"-0E-{scale}"),
     }
+    scaled = "mul(D({}), SCALE)" if scale else "D({})"
     source = "\n".join([
         "def dec(buf, pos):",
-        f"    raw = from_bytes(buf[pos : pos + {width}], 'big')",
-        f"    if raw & {sign_bit}:",
-        f"        raw ^= {sign_bit}",
-        f"        return mul(D({expr}), SCALE)",
-        f"    raw ^= {((1 << (width * 8)) - 1) ^ sign_bit}",
-        f"    unscaled = {expr}",
-        "    return mul(D(-unscaled), SCALE) if unscaled else NEG_ZERO",
+        f"    {', '.join(fields)}, = unpack(buf, pos)",
+        f"    if {top} & {sign_bit}:",
+        f"        return {scaled.format(combine(False))}",
+        f"    unscaled = {combine(True)}",
+        f"    return {scaled.format('-unscaled')} if unscaled else NEG_ZERO",
     ])
     exec(compile(source, f"<DECIMAL({precision},{scale}) decoder>", "exec"), ns)
     dec: Fixed = ns["dec"]
@@ -689,11 +718,11 @@ def _row_reader(cols: Sequence[Present], nbytes: int) -> RowReader:
     """A function reading one row image at ``pos``: the null bitmap, then the values of the
     present, non-NULL columns; it returns ``(row, position after the row)``.
 
-    The per-row work is one straight-line function written for this table map and
-    columns-present bitmap (as ``dataclasses`` and ``collections.namedtuple`` do): no loop
-    over columns, no dispatch on the column kind, constants bound once. Per row that halves
-    the time the equivalent generic loop spends outside the value decoders. Column names go
-    into the source only as ``repr`` literals, the decoders as names in its namespace.
+    One straight-line function written for this table map and columns-present bitmap (as
+    ``dataclasses`` and ``collections.namedtuple`` do). Events are read by
+    :func:`_event_reader`; this reads them again image by image when that fails, to find the
+    row that does not decode. Column names go into the source only as ``repr`` literals, the
+    decoders as names in its namespace.
     """
     ns: dict[str, Any] = {"from_bytes": int.from_bytes}
     lines = ["def read_row(buf, pos):"]
@@ -735,83 +764,166 @@ def _row_reader(cols: Sequence[Present], nbytes: int) -> RowReader:
     return reader
 
 
-PairReader = Callable[[bytes, int], tuple[Row, Row, int]]
+EventReader = Callable[[bytes, int, int], list[Any]]
+# What the caller wants per row instead of the (before, after) pair: record(key, before, after)
+# with key the row's key columns (of the before image for updates and deletes).
+Record = Callable[[Row, "Row | None", "Row | None"], Any]
 
 
-def _value_code(i: int, kind: int, key: str, b: Any, start: str, end: str) -> str:
-    """The expression decoding column ``i`` whose bytes (length prefix included) run from
-    ``start`` to ``end`` (names of locals), for :func:`_pair_reader`."""
-    if kind == _K_UNPACK:
-        return f"a{i}(buf, {start})[0]"
-    if kind == _K_FIXED:
-        return f"a{i}(buf, {start})"
-    if kind == _K_TEXT:
-        return f"buf[{start} + a{i}:{end}].decode({str(b)!r})"
-    if kind == _K_BYTES:
-        return f"buf[{start} + a{i}:{end}]"
-    return f"b{i}(buf[{start} + a{i}:{end}])"
+class _Misfit(Exception):
+    """The rows of an event do not end where the event ends (internal; becomes a DataError)."""
+
+    def __init__(self, pos: int) -> None:
+        super().__init__(pos)
+        self.pos = pos
 
 
-def _pair_reader(cols: Sequence[Present], nbytes: int) -> PairReader:
-    """A function reading the before and the after image of one updated row (both with the
-    same columns present): ``(before, after, position after the pair)``.
+class _Code:
+    """Source lines of a generated reader and the objects its names stand for."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.ns: dict[str, Any] = {"from_bytes": int.from_bytes, "uh": _S_UH.unpack_from, "ui": _S_UI.unpack_from}
+
+    @staticmethod
+    def uint(n: int, at: str) -> str:
+        """The expression reading an n-byte little-endian unsigned integer at ``at`` (a
+        struct unpack costs less than slicing for ``from_bytes``)."""
+        if n == 1:
+            return f"buf[{at}]"
+        if n == 2:
+            return f"uh(buf, {at})[0]"
+        if n == 4:
+            return f"ui(buf, {at})[0]"
+        return f"from_bytes(buf[{at} : {at} + {n}], 'little')"
+
+    def bind(self, obj: Any) -> str:
+        name = f"_o{len(self.ns)}"
+        self.ns[name] = obj
+        return name
+
+    def nulls(self, var: str, nbytes: int, ind: str) -> None:
+        if nbytes:
+            self.lines += [f"{ind}{var} = {self.uint(nbytes, 'pos')}", f"{ind}pos += {nbytes}"]
+        else:
+            self.lines.append(f"{ind}{var} = 0")
+
+    def walk(self, kind: int, a: Any, b: Any, ind: str) -> None:
+        """Advance ``pos`` over one value."""
+        if kind in (_K_UNPACK, _K_FIXED):
+            self.lines.append(f"{ind}pos += {int(b)}")
+        else:
+            self.lines.append(f"{ind}pos += {int(a)} + {self.uint(int(a), 'pos')}")
+
+    def value(self, kind: int, a: Any, b: Any, start: str, end: str) -> str:
+        """The expression decoding a value whose bytes (length prefix included) run from local
+        ``start`` to local ``end``."""
+        if kind == _K_UNPACK:
+            return f"{self.bind(a)}(buf, {start})[0]"
+        if kind == _K_FIXED:
+            return f"{self.bind(a)}(buf, {start})"
+        if kind == _K_TEXT:
+            return f"buf[{start} + {int(a)}:{end}].decode({str(b)!r})"
+        if kind == _K_BYTES:
+            return f"buf[{start} + {int(a)}:{end}]"
+        return f"{self.bind(b)}(buf[{start} + {int(a)}:{end}])"
+
+    def image(self, cols: Sequence[Present], nbytes: int, row: str, ind: str, spans: str = "") -> None:
+        """Decode the row image at ``pos`` into the dict ``row``; with ``spans`` ('tu'), keep
+        each value's bytes as locals t<i>:u<i> (t<i> = -1 for NULL)."""
+        self.nulls("nulls", nbytes, ind)
+        for i, (kind, _name, a, b, bit) in enumerate(cols):
+            self.lines += [f"{ind}if nulls & {bit}:", f"{ind}    v{i} = None"]
+            if spans:
+                t, u = f"{spans[0]}{i}", f"{spans[1]}{i}"
+                self.lines += [f"{ind}    {t} = -1", f"{ind}else:", f"{ind}    {t} = pos"]
+                self.walk(kind, a, b, ind + "    ")
+                self.lines += [f"{ind}    {u} = pos", f"{ind}    v{i} = {self.value(kind, a, b, t, u)}"]
+            elif kind in (_K_UNPACK, _K_FIXED):
+                self.lines += [f"{ind}else:", f"{ind}    v{i} = {self.value(kind, a, b, 'pos', '')}",
+                               f"{ind}    pos += {int(b)}"]
+            else:
+                self.lines += [f"{ind}else:", f"{ind}    q = pos + {int(a)} + {self.uint(int(a), 'pos')}"]
+                self.lines += [f"{ind}    v{i} = {self.value(kind, a, b, 'pos', 'q')}", f"{ind}    pos = q"]
+        self.lines.append(f"{ind}{row} = {{" + ", ".join(f"{c[1]!r}: v{i}" for i, c in enumerate(cols)) + "}")
+
+    def walk_image(self, cols: Sequence[Present], nbytes: int, ind: str) -> None:
+        """Walk the row image at ``pos``, keeping each value's bytes as locals s<i>:e<i>."""
+        self.nulls("nulls", nbytes, ind)
+        for i, (kind, _name, a, b, bit) in enumerate(cols):
+            self.lines += [f"{ind}if nulls & {bit}:", f"{ind}    s{i} = -1", f"{ind}else:", f"{ind}    s{i} = pos"]
+            self.walk(kind, a, b, ind + "    ")
+            self.lines.append(f"{ind}    e{i} = pos")
+
+
+def _event_reader(
+    kind: str,
+    cols1: Sequence[Present],
+    nb1: int,
+    cols2: Sequence[Present],
+    nb2: int,
+    key: Sequence[str],
+    record: Record | None,
+) -> EventReader:
+    """A function reading all rows of one rows event, a row being ``record(key, before,
+    after)`` or, without ``record``, the pair ``(before, after)``; it raises :class:`_Misfit`
+    when the rows do not end where the event ends.
+
+    It is one function written for this table map, event kind and columns-present bitmap(s)
+    (as ``dataclasses`` and ``collections.namedtuple`` do): a loop over the rows with the
+    columns' code straight-line inside (no call per row, no loop over columns, no dispatch on
+    the column kind), constants and decoders bound once, each row built by one dict display.
+    Column names go into the source only as ``repr`` literals, the decoders as names in its
+    namespace. Building the caller's records in the same loop saves another pass per row.
 
     An UPDATE usually changes few columns, and a column whose bytes are the same in both
-    images has the same value. So the before image is only walked (its columns' positions
-    noted, nothing decoded), the after image is decoded in full, and the before row is a copy
-    of the after row in which only the columns whose bytes differ are decoded: for a typical
-    single-column update that halves the decoding. The values are those two
-    :func:`_row_reader` calls would give; a row that fails to decode is read again by them,
-    which raise the detailed error.
+    images has the same value. So when both images have the same columns, the before image
+    is only walked (its columns' positions noted, nothing decoded), the after image is decoded
+    in full, and the before row is a copy of the after row in which only the columns whose
+    bytes differ are decoded: for a typical single-column update that halves the decoding.
+
+    The values are those :func:`_row_reader` gives image by image; when anything fails, the
+    caller reads the event again that way, which raises the detailed error.
     """
-    ns: dict[str, Any] = {"from_bytes": int.from_bytes}
-
-    def nulls(var: str) -> list[str]:
-        if nbytes == 1:
-            return [f"    {var} = buf[pos]", "    pos += 1"]
-        if nbytes:
-            return [f"    {var} = from_bytes(buf[pos : pos + {nbytes}], 'little')", f"    pos += {nbytes}"]
-        return [f"    {var} = 0"]
-
-    def walk(i: int, kind: int, a: Any, b: Any, start: str, end: str) -> list[str]:
-        if kind in (_K_UNPACK, _K_FIXED):
-            return [f"        {start} = pos", f"        pos += {int(b)}", f"        {end} = pos"]
-        if a == 1:
-            return [f"        {start} = pos", f"        pos += 1 + buf[pos]", f"        {end} = pos"]
-        return [
-            f"        {start} = pos",
-            f"        pos += {int(a)} + from_bytes(buf[pos : pos + {int(a)}], 'little')",
-            f"        {end} = pos",
-        ]
-
-    lines = ["def read_pair(buf, pos):"]
-    lines += nulls("nb")
-    for i, (kind, name, a, b, bit) in enumerate(cols):
-        ns[f"a{i}"] = a
-        if kind not in (_K_UNPACK, _K_FIXED, _K_TEXT, _K_BYTES):
-            ns[f"b{i}"] = b
-        lines += [f"    if nb & {bit}:", f"        s{i} = -1", "    else:"]
-        lines += walk(i, kind, a, b, f"s{i}", f"e{i}")
-    lines += nulls("na")
-    lines.append("    row = {}")
-    for i, (kind, name, a, b, bit) in enumerate(cols):
-        key = repr(name)
-        lines += [f"    if na & {bit}:", f"        row[{key}] = None", f"        t{i} = -1", "    else:"]
-        lines += walk(i, kind, a, b, f"t{i}", f"u{i}")
-        lines.append(f"        row[{key}] = {_value_code(i, kind, key, b, f't{i}', f'u{i}')}")
-    lines.append("    before = row.copy()")
-    for i, (kind, name, a, b, bit) in enumerate(cols):
-        key = repr(name)
-        lines += [
-            f"    if s{i} < 0:",
-            f"        if t{i} >= 0:",
-            f"            before[{key}] = None",
-            f"    elif t{i} < 0 or buf[s{i}:e{i}] != buf[t{i}:u{i}]:",
-            f"        before[{key}] = {_value_code(i, kind, key, b, f's{i}', f'e{i}')}",
-        ]
-    lines.append("    return before, row, pos")
-    exec(compile("\n".join(lines), "<binlog update reader>", "exec"), ns)
-    reader: PairReader = ns["read_pair"]
+    code = _Code()
+    code.lines += ["def read_event(buf, pos, end):", "    out = []", "    append = out.append", "    while pos < end:"]
+    ind = "        "
+    if kind == "update" and cols1 is cols2:
+        code.walk_image(cols1, nb1, ind)
+        code.image(cols2, nb2, "row", ind, spans="tu")
+        code.lines.append(f"{ind}before = row.copy()")
+        for i, (k, name, a, b, _bit) in enumerate(cols1):
+            code.lines += [
+                f"{ind}if s{i} < 0:",
+                f"{ind}    if t{i} >= 0:",
+                f"{ind}        before[{name!r}] = None",
+                f"{ind}elif t{i} < 0 or buf[s{i}:e{i}] != buf[t{i}:u{i}]:",
+                f"{ind}    before[{name!r}] = {code.value(k, a, b, f's{i}', f'e{i}')}",
+            ]
+        old, new = "before", "row"
+    elif kind == "update":
+        code.image(cols1, nb1, "before", ind)
+        code.image(cols2, nb2, "row", ind)
+        old, new = "before", "row"
+    elif kind == "write":
+        code.image(cols1, nb1, "row", ind)
+        old, new = "None", "row"
+    else:
+        code.image(cols1, nb1, "row", ind)
+        old, new = "row", "None"
+    if record is None:
+        code.lines.append(f"{ind}append(({old}, {new}))")
+    else:
+        src = new if kind == "write" else old
+        key_code = "{" + ", ".join(f"{k!r}: {src}[{k!r}]" for k in key) + "}"
+        if isinstance(record, partial) and not record.keywords:  # call its function directly
+            fn, head = code.bind(record.func), [code.bind(a) for a in record.args]
+        else:
+            fn, head = code.bind(record), []
+        code.lines.append(f"{ind}append({fn}({', '.join([*head, key_code, old, new])}))")
+    code.lines += ["    if pos != end:", f"        raise {code.bind(_Misfit)}(pos)", "    return out"]
+    exec(compile("\n".join(code.lines), f"<binlog {kind} event reader>", "exec"), code.ns)
+    reader: EventReader = code.ns["read_event"]
     return reader
 
 
@@ -837,7 +949,8 @@ def _read_value(buf: Any, pos: int, kind: int, a: Any, b: Any) -> tuple[Any, int
 
 
 class RowDecoder:
-    """Decodes the rows events of one table map into ``(before, after)`` dicts.
+    """Decodes the rows events of one table map into ``(before, after)`` dicts
+    (:meth:`decode`), or into the caller's records (:meth:`read_event`).
 
     ``table`` is the library's ``pymysqlreplication.table.Table`` (``schema``, ``table``,
     ``columns``). ``zero_date`` is the policy for zero and invalid dates: ``"error"`` raises
@@ -886,8 +999,10 @@ class RowDecoder:
         # columns-present bitmap -> (present columns with their null bit, null-bitmap bytes,
         # the row reader for them)
         self._present: dict[bytes, tuple[tuple[Present, ...], int, RowReader]] = {}
-        # the same for the before and after images of updates (the same columns present)
-        self._pairs: dict[bytes, PairReader] = {}
+        # (event kind, columns-present bitmap(s)) -> (the record function, the event reader)
+        self._readers: dict[str, dict[bytes, tuple[Record | None, EventReader]]] = {
+            "write": {}, "update": {}, "delete": {},
+        }
 
     def __repr__(self) -> str:
         return f"RowDecoder(`{self.schema}`.`{self.table}`, zero_date={self.zero_date!r})"
@@ -909,89 +1024,84 @@ class RowDecoder:
             self._present[bitmap] = result
         return result
 
-    def _pair_reader(self, bitmap: bytes, cols: tuple[Present, ...], nbytes: int) -> PairReader:
-        reader = self._pairs.get(bitmap)
-        if reader is None:
-            reader = _pair_reader(cols, nbytes)
-            if len(self._pairs) < 64:
-                self._pairs[bitmap] = reader
-        return reader
-
     def decode(
         self, kind: str, body: bytes | bytearray | memoryview, number_of_columns: int
     ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-        """The rows of one rows event.
+        """The rows of one rows event as ``(before, after)`` pairs.
 
         ``kind`` is ``'write'``, ``'update'`` or ``'delete'``; ``body`` starts at the
         columns-present bitmap (two bitmaps for an update) and ends before the checksum.
         """
+        buf = body if isinstance(body, bytes) else bytes(body)
+        rows: list[RowPair] = self.read_event(kind, buf, 0, len(buf), number_of_columns)
+        return rows
+
+    def read_event(
+        self, kind: str, buf: bytes, start: int, end: int, number_of_columns: int, record: Record | None = None
+    ) -> list[Any]:
+        """The rows of the rows event whose body is ``buf[start:end]`` (as for :meth:`decode`;
+        the reader passes the packet itself, saving a copy of the body per event): per row
+        ``record(key, before, after)``, or the pair ``(before, after)`` without ``record``.
+        ``key`` holds the key columns, of the before image for updates and deletes. Pass the
+        same ``record`` object for every event: the reader built for it is kept."""
         if number_of_columns != len(self._compiled):
             raise DataError(
                 f"a rows event for `{self.schema}`.`{self.table}` has {number_of_columns}"
                 f" columns but its table map has {len(self._compiled)}"
             )
-        buf = body if isinstance(body, bytes) else bytes(body)
-        bm = (number_of_columns + 7) // 8
-        cols1, nb1, read1 = self._columns_for(buf[:bm])
-        pos = bm
-        cols2, nb2, read2 = cols1, nb1, read1
-        if kind == "update":
-            cols2, nb2, read2 = self._columns_for(buf[bm : 2 * bm])
-            pos += bm
-        elif kind not in ("write", "delete"):
-            raise ValueError(f"kind must be 'write', 'update' or 'delete', not {kind!r}")
-        end = len(buf)
-        out: list[RowPair] = []
-        append = out.append
-        start = pos
-        cols = cols1
+        bm = (number_of_columns + 7) >> 3
+        pos = start + (2 * bm if kind == "update" else bm)
+        readers = self._readers.get(kind)
+        hit = readers.get(buf[start:pos]) if readers is not None else None
+        if hit is not None and hit[0] is record:
+            reader = hit[1]
+        else:
+            reader = self._reader(kind, buf, start, bm, record)
         try:
-            if kind == "write":
-                while pos < end:
-                    start = pos
-                    row, pos = read1(buf, pos)
-                    append((None, row))
-            elif kind == "delete":
-                while pos < end:
-                    start = pos
-                    row, pos = read1(buf, pos)
-                    append((row, None))
-            elif cols1 is cols2 and end > pos:
-                read_pair = self._pair_reader(buf[:bm], cols1, nb1)
-                try:
-                    while pos < end:
-                        start = pos
-                        before, after, pos = read_pair(buf, pos)
-                        append((before, after))
-                except Exception:  # noqa: BLE001 - read again below, which raises the details
-                    pos = start
-                    while pos < end:
-                        start = pos
-                        cols = cols1
-                        before, pos = read1(buf, pos)
-                        start = pos
-                        cols = cols2
-                        after, pos = read2(buf, pos)
-                        append((before, after))
-            else:
-                while pos < end:
-                    start = pos
-                    cols = cols1
-                    before, pos = read1(buf, pos)
-                    start = pos
-                    cols = cols2
-                    after, pos = read2(buf, pos)
-                    append((before, after))
-        except (_BadDate, ValueError, IndexError, TypeError, struct.error, UnicodeDecodeError,
-                KeyError) as exc:
-            nbytes = nb1 if cols is cols1 else nb2
-            raise self._error(buf, start, cols, nbytes, exc) from None
-        if pos != end:
+            out: list[Any] = reader(buf, pos, end)
+        except _Misfit as misfit:
             raise DataError(
                 f"a rows event for `{self.schema}`.`{self.table}` does not fit its table map:"
-                f" its rows end at byte {pos} of {end}"
-            )
+                f" its rows end at byte {misfit.pos - start} of {end - start}"
+            ) from None
+        except Exception:
+            self._read_slowly(kind, buf, start, end, bm)  # raises the details of a bad row
+            raise  # the rows decode: the record function failed
         return out
+
+    def _reader(self, kind: str, buf: bytes, start: int, bm: int, record: Record | None) -> EventReader:
+        if kind not in ("write", "update", "delete"):
+            raise ValueError(f"kind must be 'write', 'update' or 'delete', not {kind!r}")
+        cols1, nb1, _ = self._columns_for(buf[start : start + bm])
+        cols2, nb2 = cols1, nb1
+        if kind == "update":
+            cols2, nb2, _ = self._columns_for(buf[start + bm : start + 2 * bm])
+        reader = _event_reader(kind, cols1, nb1, cols2, nb2, self.key_columns, record)
+        readers = self._readers[kind]
+        if len(readers) < 64:
+            readers[buf[start : start + (2 * bm if kind == "update" else bm)]] = (record, reader)
+        return reader
+
+    def _read_slowly(self, kind: str, buf: bytes, start: int, end: int, bm: int) -> None:
+        """Read the event's images one by one (:func:`_row_reader`): raises the DataError that
+        names the row and column of a row that does not decode."""
+        cols1, nb1, read1 = self._columns_for(buf[start : start + bm])
+        cols2, nb2, read2 = cols1, nb1, read1
+        pos = start + bm
+        if kind == "update":
+            cols2, nb2, read2 = self._columns_for(buf[pos : pos + bm])
+            pos += bm
+        cols, nbytes, row_start = cols1, nb1, pos
+        try:
+            while pos < end:
+                cols, nbytes, row_start = cols1, nb1, pos
+                _, pos = read1(buf, pos)
+                if kind == "update":
+                    cols, nbytes, row_start = cols2, nb2, pos
+                    _, pos = read2(buf, pos)
+        except (_BadDate, ValueError, IndexError, TypeError, struct.error, UnicodeDecodeError,
+                KeyError) as exc:
+            raise self._error(buf, row_start, cols, nbytes, exc) from None
 
     # ------------------------------------------------------------------ error reporting
 
