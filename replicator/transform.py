@@ -97,14 +97,15 @@ def _map_fn(table: dict[Any, Any], default: tuple[Any] | None, column: str) -> V
     return lookup
 
 
-def _typed(fmt: Any, text_is_target: bool, kind: type | tuple[type, ...]) -> ValueFn:
-    """A format applied by value type: values of ``kind`` go one way, text the other."""
+def _typed(fmt: Any) -> ValueFn:
+    """A text format applied by value type: text is parsed (``to_source``), any other value is
+    formatted (``to_target``), so the same function serves both directions."""
     to_target, to_source = fmt.to_target, fmt.to_source
 
     def convert(value: Any) -> Any:
         if value is None:
             return None
-        if isinstance(value, str) == text_is_target:
+        if isinstance(value, str):
             return to_source(value)
         return to_target(value)
 
@@ -115,7 +116,7 @@ def _format_fn(rule: ColumnRule) -> ValueFn | None:
     from . import formats
 
     if rule.format is not None:
-        return _typed(formats.date_format(rule.format, timezone=rule.timezone), True, str)
+        return _typed(formats.date_format(rule.format, timezone=rule.timezone))
     if rule.currency is not None:
         cur = rule.currency
         if cur.minor_units is not None:
@@ -131,7 +132,7 @@ def _format_fn(rule: ColumnRule) -> ValueFn | None:
 
             return amount
         assert cur.locale is not None
-        return _typed(formats.currency_text(cur.locale, cur.code, plain_spaces=not cur.nbsp), True, str)
+        return _typed(formats.currency_text(cur.locale, cur.code, plain_spaces=not cur.nbsp))
     return None
 
 
@@ -178,8 +179,6 @@ def check_table(table: TableConfig) -> None:
             raise MappingError(f"{path}.{'format' if rule.format else 'currency'}", str(exc)) from None
         if rule.expr is not None:
             _syntax(rule.expr, f"{path}.expr")
-        if rule.mask is not None and rule.mask_key is None and rule.mask != "redact":
-            pass  # a plain hash is allowed; README says a keyed one resists guessing
         if table.reversed and not rule.one_way and not rule.exclude:
             if rule.expr is not None:
                 raise MappingError(f"{path}.expr", f"column {column!r} is computed by an expression, which cannot be"
@@ -204,11 +203,10 @@ def check_table(table: TableConfig) -> None:
 
 def _syntax(sql: str, path: str) -> None:
     import sqlglot
-    from sqlglot.errors import ParseError
 
     try:
         sqlglot.parse_one(sql, read="postgres")
-    except (ParseError, Exception) as exc:
+    except Exception as exc:  # sqlglot raises ParseError, TokenError and others
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MappingError(path, f"invalid SQL expression {sql!r}: {first}") from None
 
