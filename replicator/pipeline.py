@@ -314,6 +314,12 @@ class FlowRunner:
                 state.forget(self.flow.name, name)  # left the flow: copied again if it returns
             sink.conn.commit()
             gate.passed(start)
+            if todo and self._guard is not None and self._guard.hold is not None:
+                # Paused by a limit: a copy now would copy the source as it is after the held
+                # transaction. Copies start once the flow is resumed; until then the tables'
+                # changes before the held transaction are applied as they come.
+                self.log.info("table copies wait until the flow is resumed", tables=[b.name for b in todo])
+                todo = []
             self._start_snapshot(todo, gate, source)
             try:
                 return self._stream(source, sink, checkpoint, start, mappings, gate, lock)
@@ -445,13 +451,26 @@ class FlowRunner:
             row = change.key or change.after or change.before or {}
             return tuple(row.get(c) for c in cols)
 
-        def take_change(change: Change, mapping: TableMapping) -> int:
-            """A change through the table's transform, guards and audit; the number of source
-            changes it accounts for (0: filtered out)."""
-            if guard is not None and change.op != TRUNCATE:
-                alert = guard.change(change.table, source_key(change, mapping) if guard.counts_keys else None)
+        def count(item: Item | RawRows, mapping: TableMapping) -> None:
+            """Count a change against the flow's limits, in its transaction, as it is read
+            (also when it is held back while its table is copied)."""
+            assert guard is not None
+            if isinstance(item, RawRows):
+                keys: list[object] = list(item.keys)
+            elif item.op != TRUNCATE:  # type: ignore[union-attr]
+                keys = [source_key(item, mapping) if guard.counts_keys else None]  # type: ignore[arg-type]
+            else:
+                return
+            for key in keys:
+                alert = guard.change(item.table, key)  # type: ignore[union-attr]
                 if alert:
                     self.log.warning("change limit exceeded (action: alert)", reason=alert, position=position_text())
+
+        def take_change(change: Change, mapping: TableMapping, counted: bool) -> int:
+            """A change through the table's transform, guards and audit; the number of source
+            changes it accounts for (0: filtered out)."""
+            if guard is not None and not counted:
+                count(change, mapping)
             tr = transforms.get(change.table)
             out_mapping = mapping
             out: list[Change] = [change]
@@ -476,7 +495,7 @@ class FlowRunner:
 
         checked = bool(transforms) or guard is not None or auditing  # changes need more than netting
 
-        def take(item: Item | RawRows, mapping: TableMapping) -> int:
+        def take(item: Item | RawRows, mapping: TableMapping, counted: bool = False) -> int:
             """Put a change (or a passthrough group) into the open target transaction's
             buffers, keeping the order between the two kinds; the number of row changes."""
             nonlocal batch_used
@@ -487,12 +506,8 @@ class FlowRunner:
                         writer.run(sink.apply, ops)
                     batch_used = False
                 if checked:
-                    if guard is not None:
-                        for key in item.keys:
-                            alert = guard.change(item.table, key)
-                            if alert:
-                                self.log.warning("change limit exceeded (action: alert)", reason=alert,
-                                                 position=position_text())
+                    if guard is not None and not counted:
+                        count(item, mapping)
                     bound = raw_plans.get(item.table)
                     if bound is not None:
                         groups, rejected = self._raw_apply(bound, item)
@@ -512,7 +527,7 @@ class FlowRunner:
                 writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
             batch_used = True
             if checked:
-                return take_change(item, mapping)  # type: ignore[arg-type]
+                return take_change(item, mapping, counted)  # type: ignore[arg-type]
             batch.add(item, mapping)  # type: ignore[arg-type]
             if batch.size >= max_rows:
                 writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
@@ -530,7 +545,7 @@ class FlowRunner:
                     n = len(item.keys) if isinstance(item, RawRows) else 1
                     spooled -= n
                     if not (snap is not None and txn is not None and gate.covered(txn, snap)):
-                        replayed += take(item, mapping)
+                        replayed += take(item, mapping, counted=True)  # counted when it was read
                 assert snap is not None
                 # the position's text now: the gate forgets positions the stream has passed
                 writer.run(self._mark_done, sink, str(table), source.format_position(snap))
@@ -636,6 +651,8 @@ class FlowRunner:
                         if last_mapping is None:
                             continue
                         if hold_back:
+                            if guard is not None:
+                                count(item, last_mapping)
                             spools.setdefault(table, []).append((txn_position, item))
                             spooled += len(item.keys) if isinstance(item, RawRows) else 1
                             continue
