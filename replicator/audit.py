@@ -69,13 +69,8 @@ class AuditTrail:
             f" op {db.short} NOT NULL, before_values {db.json}, after_values {db.json}, position {db.text},"
             f" commit_time {db.ts} NULL, decision {db.text}, applied_at {db.ts} NOT NULL){db.suffix}"
         )
-        name = "audit_applied_at"
-        if db.is_pg:
-            db.exec(f"CREATE INDEX IF NOT EXISTS {name} ON {self.t} (applied_at)")
-            db.exec(f"CREATE INDEX IF NOT EXISTS audit_flow_table ON {self.t} (flow, target_table, id)")
-        else:
-            db.exec(f"CREATE INDEX IF NOT EXISTS {name} ON {self.t} (applied_at)")
-            db.exec(f"CREATE INDEX IF NOT EXISTS audit_flow_table ON {self.t} (flow, target_table, id)")
+        db.exec(f"CREATE INDEX IF NOT EXISTS audit_applied_at ON {self.t} (applied_at)")  # both dialects
+        db.exec(f"CREATE INDEX IF NOT EXISTS audit_flow_table ON {self.t} (flow, target_table, id)")
 
     def add(self, entries: list[AuditEntry]) -> None:
         """In the caller's open transaction."""

@@ -764,25 +764,22 @@ class FlowRunner:
             except Rejected:
                 return tr.key(row)
 
+        if c.op == TRUNCATE:
+            return AuditEntry("", str(mapping.source), str(out_mapping.target), None, c.op, None, None,
+                              position, commit_time)
+        # the written row (or, for a delete, its key) under the target's names
+        if tr is not None:
+            row = c.after if c.after is not None else c.before
+        else:
+            row = written(c.after if c.after is not None else (orig.before or orig.key))
+        key: dict[str, object] = {k: (row or {}).get(k) for k in out_mapping.target_key}
         before: dict[str, object] | None = None
-        after: dict[str, object] | None = None
-        key: dict[str, object] | None = None
-        if c.op != TRUNCATE:
-            if c.op == DELETE:
-                full = orig.op == DELETE and orig.before is not None and (tr.full(orig.before) if tr else True)
-                before = written(orig.before) if full else c.before
-                if tr is None and not full:
-                    before = written(orig.before or orig.key)
-            else:
-                after = c.after if tr is not None else written(c.after)
-                if c.op == UPDATE and orig.before is not None:
-                    before, after = changed(written(orig.before), after)
-            src = (c.after if c.after is not None else c.before) or {}
-            if tr is None and c.after is None:
-                src = written(src) or {}
-            elif tr is None:
-                src = written(c.after) or {}
-            key = {k: src.get(k) for k in out_mapping.target_key}
+        after = row if c.after is not None else None
+        if c.op == DELETE:
+            full = orig.op == DELETE and orig.before is not None and (tr is None or tr.full(orig.before))
+            before = written(orig.before) if full else key
+        elif c.op == UPDATE and orig.before is not None:
+            before, after = changed(written(orig.before), after)
         return AuditEntry("", str(mapping.source), str(out_mapping.target), key, c.op, before, after,
                           position, commit_time)
 

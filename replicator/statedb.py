@@ -12,7 +12,6 @@ style. Values are always bound parameters.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
@@ -133,6 +132,3 @@ def loads(text: Any) -> Any:
         return text  # psycopg loads jsonb itself
     return json.loads(text)
 
-
-def b64(value: bytes) -> str:
-    return base64.b64encode(value).decode()
