@@ -93,7 +93,7 @@ def bind_tables(
         if table.plain:
             mapping = TableMapping(src, dst, table.renames)
             mapping.bind(src_info, dst_info)
-            raw = same_engine_pg and flow.audit is None
+            raw = same_engine_pg and flow.audit is None and not flow.two_way  # two-way needs values
             key = passthrough_key(table, mapping, src_info, dst_info) if raw else None
             same = same_engine and _same_types(table, mapping, src_info, dst_info)
             bound.append(BoundTable(table, mapping, src_info, dst_info, key, same))
@@ -104,7 +104,7 @@ def bind_tables(
             where = f"flows[{config.flows.index(flow)}].tables[{flow.tables.index(table)}]"
             raise ConfigError(f"config error at {where}.{exc.path}: {exc.message}") from None
         raw_plan: RawTransform | None = None
-        if same_engine_pg and flow.audit is None:
+        if same_engine_pg and flow.audit is None and not flow.two_way:
             from .pg.rawtransform import plan, raw_key
 
             raw_plan = plan(table, rt, src_info, dst_info)

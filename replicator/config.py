@@ -32,6 +32,8 @@ class _Model(BaseModel):
 
 class SystemConfig(_Model):
     url: str
+    # Conflicts between two-way synced systems: the lower number wins (unset: after all others).
+    priority: int | None = Field(default=None, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -80,6 +82,7 @@ class ColumnRule(_Model):
     timezone: str | None = None  # with format: time zone of the text
     currency: CurrencyConfig | None = None
     one_way: bool = False  # left out of the reverse direction
+    owner: str | None = None  # two-way sync: this system's value wins the column's conflicts
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnRule:
@@ -101,7 +104,7 @@ class ColumnRule(_Model):
     @property
     def transforms(self) -> bool:
         """The value changes on the way (beyond its column's name)."""
-        return bool(self.model_fields_set - {"name", "one_way"})
+        return bool(self.model_fields_set - {"name", "one_way", "owner"})
 
 
 class TableConfig(_Model):
@@ -140,13 +143,14 @@ class TableConfig(_Model):
         return (
             self.model_fields_set <= {"source", "target", "columns"}
             and all(not (r.transforms or r.one_way) for r in self.columns.values())
-            and not self.reversed
         )
 
     @property
     def renames(self) -> dict[str, str]:
-        """Source column -> target column, for columns that are not excluded."""
-        return {col: rule.name for col, rule in self.columns.items() if not rule.exclude and rule.name is not None}
+        """Source column -> target column, for columns that are not excluded (in a reversed
+        table, the declared renames turned around)."""
+        pairs = {col: rule.name for col, rule in self.columns.items() if not rule.exclude and rule.name is not None}
+        return {new: old for old, new in pairs.items()} if self.reversed else pairs
 
     @property
     def excluded(self) -> frozenset[str]:
@@ -188,7 +192,9 @@ class FlowConfig(_Model):
     server_id: int | None = Field(default=None, ge=1, le=4294967295)
     zero_dates: Literal["error", "null"] = "error"
     snapshot: Literal["initial", "never"] = "initial"
-    direction: Literal["one-way", "reverse"] = "one-way"
+    direction: Literal["one-way", "reverse", "both"] = "one-way"
+    conflicts: Literal["priority", "last_writer_wins", "manual"] = "priority"
+    clock_skew_ms: int = Field(default=0, ge=0)  # last_writer_wins: closer commit times tie
     limits: LimitsConfig | None = None
     audit: AuditConfig | None = None
 
@@ -215,6 +221,11 @@ class FlowConfig(_Model):
                 "a flow name is 1-40 letters, digits, '-' or '_', starting with a letter or digit"
             )
         return value
+
+    @property
+    def two_way(self) -> bool:
+        """One half of a ``direction: both`` flow (after loading, both halves say so)."""
+        return self.direction == "both"
 
     @property
     def slot_name(self) -> str:
@@ -253,6 +264,12 @@ class Config(_Model):
                 if str(src) in targets:
                     raise _PathError(f"flows[{i}].tables[{j}].source", f"{src} is listed twice")
                 targets.add(str(src))
+                for col, rule in table.columns.items():
+                    if rule.owner is not None and rule.owner not in self.systems:
+                        known = ", ".join(sorted(self.systems))
+                        raise _PathError(f"flows[{i}].tables[{j}].columns.{col}.owner",
+                                         f"unknown system {rule.owner!r} (known: {known})")
+        _no_loops(self.flows)
         return self
 
     def flow(self, name: str) -> FlowConfig:
@@ -283,6 +300,33 @@ class Config(_Model):
         """What output must never show: passwords, and the keys of keyed masks."""
         keys = [r.mask_key for f in self.flows for t in f.tables for r in t.columns.values() if r.mask_key]
         return [s.password for s in self.systems.values() if s.password] + keys
+
+
+def _no_loops(flows: list[FlowConfig]) -> None:
+    """Systems linked by flows must form a tree (two-way pairs count as one link): around a
+    loop of three or more systems a change would arrive twice at each of them, once each way.
+    Chains (A -> B -> C) and hubs (A, B, C <-> a central store) are trees."""
+    parent: dict[str, str] = {}
+
+    def root(s: str) -> str:
+        while parent.get(s, s) != s:
+            s = parent[s]
+        return s
+
+    links: set[frozenset[str]] = set()
+    for i, flow in enumerate(flows):
+        link = frozenset((flow.source, flow.target))
+        if link in links:
+            continue
+        links.add(link)
+        a, b = root(flow.source), root(flow.target)
+        if a == b:
+            raise _PathError(
+                f"flows[{i}]",
+                f"flows {flow.source} -> {flow.target} close a loop of systems: a change would reach"
+                " some system twice (link the systems as a chain or through one hub)",
+            )
+        parent[a] = b
 
 
 class _PathError(ValueError):
@@ -385,28 +429,42 @@ def _checked(config: Config, source: str, secrets: list[str]) -> Config:
 
     flows: list[FlowConfig] = []
     for i, flow in enumerate(config.flows):
-        tables: list[TableConfig] = []
-        for j, table in enumerate(flow.tables):
-            if flow.direction == "reverse":
-                table = reverse_table(table)
-            try:
-                check_table(table)
-            except MappingError as exc:
-                raise ConfigError(urls.scrub(
-                    f"{source}: config error at flows[{i}].tables[{j}].{exc.path}: {exc.message}", secrets
-                )) from None
-            tables.append(table)
+        halves = [(flow, False)]
         if flow.direction == "reverse":
-            flow = flow.model_copy(update={"source": flow.target, "target": flow.source, "tables": tables})
-            seen: set[TableId] = set()
-            for j, table in enumerate(flow.tables):
-                src = config.source_table(flow, table)
-                if src in seen:
-                    raise ConfigError(f"{source}: config error at flows[{i}].tables[{j}].target: {src} is listed"
-                                      " twice (the flow reads it in the reverse direction)")
-                seen.add(src)
-        flows.append(flow)
+            halves = [(flow, True)]
+        elif flow.direction == "both":  # one declaration, two flows: the second one turned around
+            halves = [(flow, False), (flow.model_copy(update={"name": reverse_name(flow.name)}), True)]
+        for half, turned in halves:
+            tables: list[TableConfig] = []
+            for j, table in enumerate(half.tables):
+                if turned:
+                    table = reverse_table(table)
+                try:
+                    check_table(table)
+                except MappingError as exc:
+                    raise ConfigError(urls.scrub(
+                        f"{source}: config error at flows[{i}].tables[{j}].{exc.path}: {exc.message}", secrets
+                    )) from None
+                tables.append(table)
+            if turned:
+                half = half.model_copy(update={"source": half.target, "target": half.source, "tables": tables})
+                seen: set[TableId] = set()
+                for j, table in enumerate(half.tables):
+                    src = config.source_table(half, table)
+                    if src in seen:
+                        raise ConfigError(f"{source}: config error at flows[{i}].tables[{j}].target: {src} is"
+                                          " listed twice (the flow reads it in the reverse direction)")
+                    seen.add(src)
+            if any(f.name == half.name for f in flows):
+                raise ConfigError(f"{source}: config error at flows[{i}].name: two flows are named {half.name!r}"
+                                  f" (the reverse half of a `direction: both` flow is named {{name}}-reverse)")
+            flows.append(half)
     return config.model_copy(update={"flows": flows})
+
+
+def reverse_name(name: str) -> str:
+    """The name of the reverse half of a ``direction: both`` flow."""
+    return f"{name}-reverse"
 
 
 def reverse_table(table: TableConfig) -> TableConfig:

@@ -33,9 +33,12 @@ from .audit import AuditEntry, AuditFile, AuditTrail, changed
 from .batch import Batch
 from .binding import BoundTable, bind_tables, ensure_checkpoint, open_sink, open_source
 from .config import Config, FlowConfig, LimitsConfig
+from .conflictlog import ConflictLog
+from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
 from .errors import ConfigError, ReplicatorError, SchemaError, TransientError
 from .guards import Guard, GuardTripped, Pauses
+from .loopguard import TaggedSink, decode, ensure_tag_table, tag_table
 from .mapping import TableMapping
 from .pg.passthrough import RawBatch, RawRows
 from .progress import LogProgress
@@ -44,6 +47,7 @@ from .records import DELETE, TRUNCATE, UPDATE, Begin, Change, Commit, Heartbeat,
 from .snapshot import SnapshotGate, Snapshotter
 from .snapstate import FlowLock, SnapshotState
 from .transform import Rejected, RowTransform
+from .twoway import TableChanges, TwoWayBatch, resolve
 
 log = structlog.get_logger("replicator")
 
@@ -207,6 +211,7 @@ class FlowStats:
     changes: int = 0
     transactions: int = 0
     batches: int = 0
+    conflicts: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
@@ -234,6 +239,12 @@ class FlowRunner:
         self._guard: Guard | None = None
         self._audit_file = AuditFile(flow.audit.file) if flow.audit is not None and flow.audit.file else None
         self._next_prune = 0.0
+        # Loop guard (see replicator.loopguard): tag what we write when the target is read by
+        # another flow; a flow with one back to its source never writes on echoes alone.
+        self._tagging = any(f.source == flow.target for f in config.flows)
+        self._loop = any(f.source == flow.target and f.target == flow.source for f in config.flows)
+        self._tagged_source = any(f.target == flow.source for f in config.flows)  # markers to read
+        self._policies: dict[TableId, ConflictPolicy] = {}  # two-way: per target table
 
     # -- outer loop: retries -----------------------------------------------------------------
     def run(self) -> None:
@@ -260,7 +271,9 @@ class FlowRunner:
                 f"flow {self.flow.name} is already running: another replicator process holds its"
                 " lock on the target (stop it first)"
             )
-        sink = open_sink(self.config, self.flow)
+        sink: Sink = open_sink(self.config, self.flow)
+        if self._tagging:
+            sink = TaggedSink(sink, self.flow.name, self.flow.source, self.config.state_schema)  # type: ignore[assignment]
         source: Source | None = None
         self._snapshot_stop = threading.Event()
         self._snapshots = []
@@ -274,6 +287,8 @@ class FlowRunner:
             Pauses(sink.conn, schema).ensure()
             if self.flow.audit is not None:
                 AuditTrail(sink.conn, schema).ensure()
+            if self.flow.two_way:
+                ConflictLog(sink.conn, schema).ensure()
             sink.conn.commit()
             if self.flow.audit is not None:
                 self._prune_audit(sink)
@@ -294,7 +309,14 @@ class FlowRunner:
             }
             if self._passthrough and hasattr(sink, "apply_raw") and hasattr(source, "set_passthrough"):
                 source.set_passthrough(self._passthrough)
-            source.prepare([m.source for m in mappings.values()])
+            watched = [m.source for m in mappings.values()]
+            if self._tagged_source and self.config.systems[self.flow.source].engine == "mysql":
+                # the marker rows of the flow writing into our source (see replicator.loopguard)
+                ensure_tag_table(source.conn, schema)  # type: ignore[attr-defined]
+                watched.append(tag_table(schema))
+            source.prepare(watched)
+            if self.flow.two_way:
+                self._policies = {b.mapping.target: self._policy(b) for b in self._bound}
             checkpoint = ensure_checkpoint(self.flow, source, sink)
             start = source.parse_position(checkpoint.position)
             if self.once and self._stop_at is None:
@@ -405,7 +427,8 @@ class FlowRunner:
                 sink.conn.commit()
             return True
 
-        batch = Batch()
+        two_way = flow.two_way
+        batch: Batch | TwoWayBatch = TwoWayBatch() if two_way else Batch()
         raw = RawBatch()  # passthrough rows; only one of the two buffers holds rows at a time
         batch_used = False  # batch may hold changes (a truncate does not count in its size)
         last_table: TableId | None = None  # the table of the previous change...
@@ -436,6 +459,21 @@ class FlowRunner:
         txn_commit_time: datetime | None = None
         txn_text: list[str | None] = []  # the open transaction's position as text, once needed
         key_columns: dict[TableId, list[str]] = {}  # per table: the source columns of the target key
+        # Loop guard (replicator.loopguard): the open source transaction's tag and origin
+        # system (known at its first synced change), whether it is skipped as an echo, and
+        # the origin of what the open target transaction holds.
+        tagging = self._tagging
+        marker = tag_table(self.config.state_schema) if self._tagged_source else None
+        txn_tag = None
+        txn_origin: str | None = None
+        skipping = False
+        batch_origin: str | None = None
+        echo_only = True  # since the last checkpoint the source only moved by echoes
+        acked: Position | None = start
+        source_columns = {b.mapping.source: len(b.source.columns) for b in self._bound}
+        # A binlog heartbeat stands for transactions of other tables (ours are tagged); a
+        # PostgreSQL keepalive may stand for our own writes (say, checkpoints of the flow back).
+        heartbeat_echo = self.config.systems[flow.source].engine == "postgresql"
 
         def position_text() -> str | None:
             if not txn_text:
@@ -481,8 +519,13 @@ class FlowRunner:
                     letters.append(self._dead_letter(tr, mapping, change, exc, position_text(), txn_commit_time))
                     return 1
                 out_mapping = tr.output
-            for c in out:
-                batch.add(c, out_mapping)
+            if two_way:
+                base = self._base(change, mapping, tr, source_columns)
+                for c in out:
+                    batch.add(c, out_mapping, base)  # type: ignore[call-arg]
+            else:
+                for c in out:
+                    batch.add(c, out_mapping)
             if auditing:
                 for c in out:
                     audits.append(self._audit_entry(c, change, tr, mapping, out_mapping, position_text(), txn_commit_time))
@@ -490,10 +533,19 @@ class FlowRunner:
                     writer.run(self._record, sink, [], audits[:])
                     del audits[:]
             if batch.size >= max_rows:
-                writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
+                apply_batch()  # bounded memory in big transactions
             return 1 if out else 0
 
-        checked = bool(transforms) or guard is not None or auditing  # changes need more than netting
+        def apply_batch() -> None:
+            ops = batch.drain()
+            if ops:
+                if two_way:
+                    writer.run(self._resolve_apply, sink, ops, batch_origin, position_text(), txn_commit_time)
+                else:
+                    writer.run(sink.apply, ops)
+
+        # changes need more than netting
+        checked = bool(transforms) or guard is not None or auditing or two_way
 
         def take(item: Item | RawRows, mapping: TableMapping, counted: bool = False) -> int:
             """Put a change (or a passthrough group) into the open target transaction's
@@ -501,9 +553,7 @@ class FlowRunner:
             nonlocal batch_used
             if isinstance(item, RawRows):
                 if batch_used:  # keep the order: earlier normal changes go first
-                    ops = batch.drain()
-                    if ops:
-                        writer.run(sink.apply, ops)
+                    apply_batch()
                     batch_used = False
                 if checked:
                     if guard is not None and not counted:
@@ -530,7 +580,7 @@ class FlowRunner:
                 return take_change(item, mapping, counted)  # type: ignore[arg-type]
             batch.add(item, mapping)  # type: ignore[arg-type]
             if batch.size >= max_rows:
-                writer.run(sink.apply, batch.drain())  # bounded memory in big transactions
+                apply_batch()  # bounded memory in big transactions
             return 1
 
         def finish_copies() -> int:
@@ -572,11 +622,9 @@ class FlowRunner:
 
         def commit() -> None:
             nonlocal pending_changes, pending_txns, changes_total, txns_total, committed_pos
-            nonlocal last_checkpoint_write
+            nonlocal last_checkpoint_write, echo_only, acked
             t0 = time.perf_counter()
-            ops = batch.drain()
-            if ops:
-                writer.run(sink.apply, ops)
+            apply_batch()
             if raw.size:
                 writer.run(sink.apply_raw, raw.drain())  # type: ignore[attr-defined]
             if letters or audits:
@@ -587,9 +635,21 @@ class FlowRunner:
             assert position is not None
             done = Checkpoint(flow.name, source.format_position(position), commit_time, changes_total, txns_total)
             writer.run(self._commit, sink, source, done, position, pending_changes, pending_txns, t0)
-            committed_pos = position  # handed to the writer, which commits before anything later
+            committed_pos = acked = position  # handed to the writer, which commits before anything later
             last_checkpoint_write = time.monotonic()
             pending_changes = pending_txns = 0
+            echo_only = True
+
+        def settle() -> None:
+            """Record the position reached. A flow with a flow back to its source does not
+            write a checkpoint for a stretch of echoes only (the flow back would see that write,
+            and so on, for ever): the source is told directly that it is done with them."""
+            nonlocal acked
+            if pending_txns or not (self._loop and echo_only):
+                commit()
+            elif position is not None and position != acked:
+                writer.run(source.acknowledge, position)
+                acked = position
 
         writer = Writer()
         reader = Prefetcher(
@@ -617,7 +677,7 @@ class FlowRunner:
                         gated = True
                 if self.stop.is_set():
                     if not in_txn and position != committed_pos:
-                        commit()
+                        settle()
                     return writer.finish()
                 if pending_txns:
                     wait = max(0.0, oldest_pending + max_delay - time.monotonic())
@@ -632,7 +692,7 @@ class FlowRunner:
                         pending_changes += finish_copies()
                         commit()
                     elif position != committed_pos:
-                        commit()
+                        settle()
                     return writer.finish()
                 if chunk is None:
                     if pending_txns and time.monotonic() - oldest_pending >= max_delay:
@@ -649,6 +709,21 @@ class FlowRunner:
                             if gated:
                                 last_mapping, hold_back = admit(table, last_mapping)
                         if last_mapping is None:
+                            if marker is not None and table == marker and item.after is not None:  # type: ignore[union-attr]
+                                txn_tag = decode(item.after.get("tag"))  # type: ignore[union-attr]
+                            continue
+                        if txn_origin is None:  # the transaction's first synced change
+                            txn_origin = txn_tag.origin if txn_tag is not None else flow.source
+                            skipping = txn_tag is not None and txn_tag.returns_to(flow.target)
+                            if tagging and not skipping and txn_origin != batch_origin:
+                                # one origin per target transaction: close the one open
+                                if pending_txns:
+                                    commit()
+                                writer.run(sink.set_origin, txn_origin)  # type: ignore[attr-defined]
+                                batch_origin = txn_origin
+                            elif two_way and batch_origin is None:
+                                batch_origin = txn_origin
+                        if skipping:
                             continue
                         if hold_back:
                             if guard is not None:
@@ -660,6 +735,9 @@ class FlowRunner:
                     elif kind is Begin:
                         in_txn = True
                         txn_changes = 0
+                        txn_tag = decode(item.origin)  # type: ignore[union-attr]
+                        txn_origin = None
+                        skipping = False
                         last_table = None  # snapshots are joined per transaction
                         txn_position = item.position  # type: ignore[union-attr]
                         gated = bool(gate.positions or gate.busy)
@@ -676,6 +754,8 @@ class FlowRunner:
                                     raise GuardTripped(guard.hold_reason, position_text())
                     elif kind is Commit:
                         in_txn = False
+                        if txn_tag is None or not txn_tag.returns_to(flow.target):
+                            echo_only = False
                         position = item.position  # type: ignore[union-attr]
                         commit_time = item.commit_time  # type: ignore[union-attr]
                         if txn_changes:
@@ -704,10 +784,12 @@ class FlowRunner:
                         hb = item.position  # type: ignore[union-attr]
                         if position is None or hb > position:
                             position = hb
+                            if not heartbeat_echo:
+                                echo_only = False
                         if not pending_txns and position != committed_pos and (
                             self.once or time.monotonic() - last_checkpoint_write >= IDLE_CHECKPOINT_SECONDS
                         ):
-                            commit()
+                            settle()
         except _Stopped:  # stopped while waiting for a snapshot: the open transaction is dropped
             return writer.finish()
         finally:
@@ -783,6 +865,37 @@ class FlowRunner:
         return AuditEntry("", str(mapping.source), str(out_mapping.target), key, c.op, before, after,
                           position, commit_time)
 
+    @staticmethod
+    def _base(change: Change, mapping: TableMapping, tr: RowTransform | None,
+              source_columns: dict[TableId, int]) -> dict[str, object] | None:
+        """Two-way: the row an update or delete was based on, as the target would hold it;
+        None when the source did not send the whole old row (or it cannot be mapped)."""
+        before = change.before
+        if change.op not in (UPDATE, DELETE) or before is None or len(before) < source_columns.get(change.table, 0):
+            return None
+        if tr is None:
+            return mapping.map_row(before)
+        try:
+            return tr.row(before)
+        except Rejected:
+            return None
+
+    def _resolve_apply(self, sink: Sink, tables: list[TableChanges], origin: str | None, position: str | None,
+                       commit_time: datetime | None) -> None:
+        """Run by the writer, in the open target transaction: decide each key against the
+        target's current row (locked), log the conflicts, write the outcome."""
+        res = resolve(sink.conn, tables, self._policies, origin or self.flow.source, self.flow.target,
+                      self.flow.name, position)
+        if res.conflicts:
+            for e in res.conflicts:
+                e.commit_time = commit_time
+            ConflictLog(sink.conn, self.config.state_schema).add(res.conflicts)
+            self.stats.conflicts += len(res.conflicts)
+            self.log.warning("conflicts resolved", count=len(res.conflicts), rule=self.flow.conflicts,
+                             tables=sorted({e.table for e in res.conflicts}), position=position)
+        if res.ops:
+            sink.apply(res.ops)
+
     def _record(self, sink: Sink, letters: list[DeadLetter], audits: list[AuditEntry]) -> None:
         """Run by the writer, in the open target transaction."""
         schema = self.config.state_schema
@@ -802,6 +915,21 @@ class FlowRunner:
         pruned = AuditTrail(sink.conn, self.config.state_schema).prune(self.flow.audit.retention_days, self.flow.name)
         if pruned:
             self.log.info("audit trail pruned", entries=pruned, retention_days=self.flow.audit.retention_days)
+
+    def _policy(self, b: BoundTable) -> ConflictPolicy:
+        """How conflicts on this table are decided: the flow's rule, the systems' priorities,
+        and the columns' owners under target names (the rules were declared for the flow's
+        declared direction: in its reverse half the target column is the rule's own key)."""
+        owners: dict[str, str] = {}
+        for col, rule in b.config.columns.items():
+            if rule.owner is not None:
+                owners[col if b.config.reversed else (rule.name or col)] = rule.owner
+        return ConflictPolicy(
+            rule=self.flow.conflicts,
+            priorities={name: s.priority for name, s in self.config.systems.items()},
+            owners=owners,
+            clock_skew_s=self.flow.clock_skew_ms / 1000,
+        )
 
     def _wait_if_paused(self, sink: Sink) -> Guard | None:
         """The flow's guard; waits while a change limit keeps the flow paused."""
