@@ -125,6 +125,9 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
         problems.append(Problem(f"system {flow.target}", str(exc), _CONNECT_FIX))
     source = open_source(config, flow) if source_ok else None
     try:
+        if sink is not None and config.systems[flow.target].engine == "postgresql" \
+                and any(f.source == flow.target for f in config.flows):
+            _check_origin_rights(sink, flow, where, ok, problems)
         for table in flow.tables:
             src = config.source_table(flow, table)
             dst = config.target_table(flow, table)
@@ -141,6 +144,13 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
                     problems.append(Problem(where, f"source table {src} has no primary key or replica identity", fix))
                 else:
                     ok.append(f"{where}: source table {src} has a key")
+                if src_info is not None and flow.two_way and config.systems[flow.source].engine == "postgresql":
+                    if src_info.replica_identity != "f":
+                        problems.append(Problem(
+                            where, f"source table {src} does not send its old rows, which two-way conflict"
+                            " detection compares with the target's", f"ALTER TABLE {src} REPLICA IDENTITY FULL"))
+                    else:
+                        ok.append(f"{where}: source table {src} sends old rows (REPLICA IDENTITY FULL)")
             if sink is None:
                 continue
             dst_info = sink.describe(dst)
@@ -169,3 +179,22 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
             sink.close()
         if source is not None:
             source.close()
+
+
+def _check_origin_rights(sink: object, flow: FlowConfig, where: str, ok: list[str], problems: list[Problem]) -> None:
+    """The loop guard tags what the flow writes with replication origins (superuser-only
+    functions unless granted): another flow reads this target."""
+    conn = sink.conn  # type: ignore[attr-defined]
+    names = ("pg_replication_origin_create(text)", "pg_replication_origin_session_setup(text)",
+             "pg_replication_origin_session_reset()", "pg_replication_origin_xact_setup(pg_lsn, timestamp with time zone)",
+             "pg_replication_origin_oid(text)")
+    missing = [n for n in names if not conn.execute("SELECT has_function_privilege(%s, 'EXECUTE')", (n,)).fetchone()[0]]
+    conn.rollback()
+    if missing:
+        problems.append(Problem(
+            where, "the target user may not tag its writes with replication origins (the loop guard needs"
+            " them: another flow reads this target)",
+            "; ".join(f"GRANT EXECUTE ON FUNCTION {n} TO <user>" for n in missing)))
+    else:
+        ok.append(f"{where}: writes can be tagged with replication origins")
+

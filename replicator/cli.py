@@ -300,6 +300,42 @@ def preview(ctx: click.Context, flow_name: str | None, table: str, limit: int, a
 
 
 @cli.group()
+def conflicts() -> None:
+    """Conflicts met by two-way flows (direction: both), and how they were decided."""
+
+
+@conflicts.command("list")
+@click.option("--flow", "flow_name", default=None, help="One flow (default: every two-way flow).")
+@click.option("--status", default="all", show_default=True, type=click.Choice(["resolved", "parked", "taken", "all"]))
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1), help="Newest entries shown per flow.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def conflicts_list(ctx: click.Context, flow_name: str | None, status: str, limit: int, as_json: bool) -> None:
+    """Per flow: how many conflicts, then one line per conflict (key, winner, columns, action)."""
+    from .review import conflicts_list as run_list
+    from .statedb import jsonable
+
+    config = _config(ctx)
+    flows = [config.flow(flow_name)] if flow_name else [f for f in config.flows if f.two_way]
+    if not flows:
+        raise ConfigError("no flow has direction: both: there are no conflicts to list")
+    out: list[dict[str, Any]] = []
+    for flow in flows:
+        total, found = run_list(config, flow, None if status == "all" else status, limit)
+        if as_json:
+            out.extend({k: jsonable(v) for k, v in e.items()} for e in found)
+            continue
+        click.echo(f"flow {flow.name}: {total} conflict(s)" + (f", the newest {len(found)} shown" if total > len(found) else ""))
+        if found:
+            _table([{"id": e["id"], "table": e["table"], "key": _show(e["key"]), "origin": e["origin"],
+                     "winner": e["winner"] or "-", "columns": ", ".join(e["columns"] or []), "action": e["action"],
+                     "status": e["status"], "detected": str(e["detected_at"])[:19]} for e in found])
+    if as_json:
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@cli.group()
 def dlq() -> None:
     """Dead letters: changes the mapping rejected (list, show, retry, discard)."""
 

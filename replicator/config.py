@@ -433,6 +433,9 @@ def _checked(config: Config, source: str, secrets: list[str]) -> Config:
         if flow.direction == "reverse":
             halves = [(flow, True)]
         elif flow.direction == "both":  # one declaration, two flows: the second one turned around
+            if flow.conflicts != "priority":
+                raise ConfigError(f"{source}: config error at flows[{i}].conflicts: {flow.conflicts} is not"
+                                  " available yet; use priority (systems' priority, and a column's owner)")
             halves = [(flow, False), (flow.model_copy(update={"name": reverse_name(flow.name)}), True)]
         for half, turned in halves:
             tables: list[TableConfig] = []

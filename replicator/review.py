@@ -178,3 +178,21 @@ def resume(config: Config, flow: FlowConfig) -> Pause | None:
         return pauses.resume(flow.name)
     finally:
         sink.close()
+
+
+def conflicts_list(config: Config, flow: FlowConfig, status: str | None = None,
+                   limit: int | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """A two-way flow's conflicts (on its target): how many there are, and the newest ``limit``."""
+    from .conflictlog import ConflictLog
+
+    sink = open_sink(config, flow)
+    try:
+        log = ConflictLog(sink.conn, config.state_schema)
+        log.ensure()
+        total = sum(n for (f, st), n in log.counts().items() if f == flow.name and status in (None, st))
+        found = log.list(flow.name, status, None, limit)
+        sink.conn.commit()
+        return total, found
+    finally:
+        sink.close()
+
