@@ -436,7 +436,15 @@ def _checked(config: Config, source: str, secrets: list[str]) -> Config:
             if flow.conflicts != "priority":
                 raise ConfigError(f"{source}: config error at flows[{i}].conflicts: {flow.conflicts} is not"
                                   " available yet; use priority (systems' priority, and a column's owner)")
-            halves = [(flow, False), (flow.model_copy(update={"name": reverse_name(flow.name)}), True)]
+            # No copy at start: a copy empties its target table first, and the flow back would
+            # replay that as a truncate of its own target (copied rows are not tagged).
+            if flow.snapshot == "initial" and "snapshot" in flow.model_fields_set:
+                raise ConfigError(f"{source}: config error at flows[{i}].snapshot: a two-way flow starts from equal"
+                                  " tables (copy them first with a one-way flow or `replicator snapshot`,"
+                                  " before the first `run`): leave snapshot out or set it to never")
+            flow = flow.model_copy(update={"snapshot": "never"})
+            back = flow.model_copy(update={"name": reverse_name(flow.name)})
+            halves = [(flow, False), (back, True)]
         for half, turned in halves:
             tables: list[TableConfig] = []
             for j, table in enumerate(half.tables):

@@ -32,6 +32,7 @@ def test_both_is_two_flows_with_the_mapping_turned_around() -> None:
     assert back.tables[0].renames == {"first_name": "firstName"}
     assert back.tables[0].plain and back.tables[0].reversed
     assert c.systems["crm"].priority == 1 and fwd.conflicts == "priority"
+    assert (fwd.snapshot, back.snapshot) == ("never", "never")  # a copy's truncate would come back
 
 
 @pytest.mark.parametrize("flows, where, what", [
@@ -42,6 +43,8 @@ def test_both_is_two_flows_with_the_mapping_turned_around() -> None:
      "unknown system 'nobody'"),
     (flow("a", "crm", "shop", "    direction: both\n    conflicts: last_writer_wins\n"), "flows[0].conflicts",
      "not available yet"),
+    (flow("a", "crm", "shop", "    direction: both\n    snapshot: initial\n"), "flows[0].snapshot",
+     "starts from equal tables"),
     (flow("a", "crm", "shop", "    direction: both\n") + flow("a-reverse", "erp", "shop"), "flows[1].name",
      "two flows are named 'a-reverse'"),
 ])
