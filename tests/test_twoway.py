@@ -193,6 +193,15 @@ class Writer:
             self.step()
 
 
+def running(rep: Replicator) -> Callable[[], None]:
+    """A check that the streaming run is still alive (its log tail if not)."""
+
+    def alive() -> None:
+        assert rep.proc is not None and rep.proc.poll() is None, rep.log()[-3000:]
+
+    return alive
+
+
 def in_parallel(*fns: Callable[[], None]) -> None:
     errors: list[BaseException] = []
 
@@ -239,8 +248,7 @@ def test_both_ways_different_rows_converge_once_and_stay_idle(systems: Systems) 
         crm, shop = Writer(s, "crm", 1, 400, seed=1), Writer(s, "shop", 100_001, 400, seed=2)
         in_parallel(crm.run, shop.run)
 
-        def alive() -> None:
-            assert rep.proc is not None and rep.proc.poll() is None, rep.log()[-3000:]
+        alive = running(rep)
 
         wait_converged(s, ("crm", "shop"), {("tw", "shop"): crm.changes, ("tw-reverse", "crm"): shop.changes}, alive)
         rows = s.rows("crm")
@@ -375,8 +383,7 @@ def test_chain_forwards_once(systems: Systems) -> None:
         crm.run()
         s.write("shop", ["INSERT INTO contacts VALUES " + row(500_000, "shop")])  # shop's own: on to erp only
 
-        def alive() -> None:
-            assert rep.proc is not None and rep.proc.poll() is None, rep.log()[-3000:]
+        alive = running(rep)
 
         wait_for("erp to catch up", lambda: (alive(), s.applied("ch2", "erp") == crm.changes + 1)[1], timeout=180)
         assert s.applied("ch1", "shop") == crm.changes
@@ -402,8 +409,7 @@ def test_hub_delivers_each_change_once_to_every_other_system(systems: Systems) -
             [("crm", 1), ("shop", 100_001), ("erp", 200_001)])}
         in_parallel(*(x.run for x in w.values()))
 
-        def alive() -> None:
-            assert rep.proc is not None and rep.proc.poll() is None, rep.log()[-3000:]
+        alive = running(rep)
 
         counters = {
             ("h1", "shop"): w["crm"].changes,                             # crm -> shop
@@ -448,8 +454,7 @@ def test_kill9_during_two_way_traffic(systems: Systems) -> None:
         print(f"{rep.runs} runs killed during {crm.changes} + {shop.changes} changes")
         rep.start()
 
-        def alive() -> None:
-            assert rep.proc is not None and rep.proc.poll() is None, rep.log()[-3000:]
+        alive = running(rep)
 
         wait_converged(s, ("crm", "shop"), {("k9", "shop"): crm.changes, ("k9-reverse", "crm"): shop.changes}, alive)
         assert {r[0] for r in s.rows("shop")} == set(crm.live) | set(shop.live)
