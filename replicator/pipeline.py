@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -279,17 +280,18 @@ class FlowRunner:
         self._snapshots = []
         try:
             source = open_source(self.config, self.flow)
-            sink.ensure_state()
-            state = SnapshotState(sink.conn, self.config.state_schema)
-            state.ensure()
             schema = self.config.state_schema
-            DeadLetters(sink.conn, schema).ensure()
-            Pauses(sink.conn, schema).ensure()
-            if self.flow.audit is not None:
-                AuditTrail(sink.conn, schema).ensure()
-            if self.flow.two_way:
-                ConflictLog(sink.conn, schema).ensure()
-            sink.conn.commit()
+            state = SnapshotState(sink.conn, schema)
+            with _state_ddl(sink):
+                sink.ensure_state()
+                state.ensure()
+                DeadLetters(sink.conn, schema).ensure()
+                Pauses(sink.conn, schema).ensure()
+                if self.flow.audit is not None:
+                    AuditTrail(sink.conn, schema).ensure()
+                if self.flow.two_way:
+                    ConflictLog(sink.conn, schema).ensure()
+                sink.conn.commit()
             if self.flow.audit is not None:
                 self._prune_audit(sink)
             self._guard = self._wait_if_paused(sink)
@@ -1045,6 +1047,34 @@ class FlowRunner:
         refreshed = sink.describe(mapping.target)
         assert refreshed is not None
         mapping.refresh_target(refreshed)
+
+
+@contextmanager
+def _state_ddl(sink: Sink) -> Iterator[None]:
+    """Flows sharing a PostgreSQL target create its state tables one at a time: two
+    concurrent ``CREATE TABLE IF NOT EXISTS`` of one table can both try to create it (the
+    loser fails on a catalog unique index). MySQL's metadata locks serialize them already."""
+    import psycopg
+
+    if not isinstance(sink.conn, psycopg.Connection):
+        yield
+        return
+    sink.conn.execute("SELECT pg_advisory_lock(%s)", (_STATE_DDL_LOCK,))
+    try:
+        yield
+    except BaseException:
+        try:  # the session's lock ends with the session anyway
+            sink.conn.rollback()
+            sink.conn.execute("SELECT pg_advisory_unlock(%s)", (_STATE_DDL_LOCK,))
+            sink.conn.commit()
+        except psycopg.Error:
+            pass
+        raise
+    sink.conn.execute("SELECT pg_advisory_unlock(%s)", (_STATE_DDL_LOCK,))
+    sink.conn.commit()
+
+
+_STATE_DDL_LOCK = 0x7265706C  # "repl": the key of the state-DDL advisory lock
 
 
 class _Stopped(Exception):

@@ -389,4 +389,4 @@ def test_reverse_flow_config_errors_name_the_declared_path() -> None:
 
 def test_direction_must_be_known() -> None:
     assert error(extra="    direction: backwards\n") == (
-        "<config>: config error at flows[0].direction: Input should be 'one-way' or 'reverse'")
+        "<config>: config error at flows[0].direction: Input should be 'one-way', 'reverse' or 'both'")
