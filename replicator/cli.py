@@ -335,6 +335,21 @@ def conflicts_list(ctx: click.Context, flow_name: str | None, status: str, limit
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
 
 
+@conflicts.command("resolve")
+@click.argument("ids", nargs=-1, type=int, required=True)
+@click.option("--take", required=True, help="The system whose version wins (one of the flow's two).")
+@click.option("--flow", "flow_name", default=None, help="The flow whose conflicts the ids are (see `conflicts list`).")
+@click.pass_context
+@handle_errors
+def conflicts_resolve(ctx: click.Context, ids: tuple[int, ...], take: str, flow_name: str | None) -> None:
+    """Decide parked conflicts (conflicts: manual): TAKE's current row is written to the other system."""
+    from .review import conflicts_resolve as run_resolve
+
+    config = _config(ctx)
+    for r in run_resolve(config, _flow(config, flow_name), list(ids), take):
+        click.echo(f"conflict {r.entry['id']} ({r.entry['table']} {_show(r.entry['key'])}): {r.outcome}")
+
+
 @cli.group()
 def dlq() -> None:
     """Dead letters: changes the mapping rejected (list, show, retry, discard)."""

@@ -433,9 +433,9 @@ def _checked(config: Config, source: str, secrets: list[str]) -> Config:
         if flow.direction == "reverse":
             halves = [(flow, True)]
         elif flow.direction == "both":  # one declaration, two flows: the second one turned around
-            if flow.conflicts != "priority":
+            if flow.conflicts == "last_writer_wins":
                 raise ConfigError(f"{source}: config error at flows[{i}].conflicts: {flow.conflicts} is not"
-                                  " available yet; use priority (systems' priority, and a column's owner)")
+                                  " available yet; use priority (systems' priority, and a column's owner) or manual")
             # No copy at start: a copy empties its target table first, and the flow back would
             # replay that as a truncate of its own target (copied rows are not tagged).
             if flow.snapshot == "initial" and "snapshot" in flow.model_fields_set:

@@ -12,12 +12,13 @@ from typing import Any
 
 from .batch import TableOps
 from .binding import BoundTable, bind_tables, open_sink, open_source
-from .config import Config, FlowConfig
+from .config import Config, FlowConfig, reverse_name
 from .deadletter import DeadLetter, DeadLetters
 from .errors import ConfigError
 from .guards import Pause, Pauses
 from .records import Row
 from .snapshot import select_tables
+from .statedb import jsonable
 from .transform import Rejected
 
 
@@ -196,3 +197,79 @@ def conflicts_list(config: Config, flow: FlowConfig, status: str | None = None,
     finally:
         sink.close()
 
+
+
+@dataclass
+class Resolution:
+    entry: dict[str, Any]
+    outcome: str
+
+
+def conflicts_resolve(config: Config, flow: FlowConfig, ids: list[int], take: str) -> list[Resolution]:
+    """Decide parked conflicts of a two-way flow (``conflicts: manual``): ``take`` names the
+    system whose version wins. Its row as it is *now* is read by key and written to the other
+    system, tagged as coming from ``take`` (so the flow back does not return it); the parked
+    entries of the key on both sides are marked taken. One target transaction per conflict."""
+    from .conflictlog import ConflictLog
+    from .loopguard import TaggedSink
+
+    pair = next((f for f in config.flows if f.two_way and f.source == flow.target and f.target == flow.source
+                 and (f.name == reverse_name(flow.name) or flow.name == reverse_name(f.name))), None)
+    if pair is None:
+        raise ConfigError(f"flow {flow.name} is not one half of a `direction: both` flow")
+    if take not in (flow.source, flow.target):
+        raise ConfigError(f"--take names one of the flow's systems: {flow.source} or {flow.target}")
+    # winner -> loser: the flow that carries the winner's rows; keys of `flow`'s entries are
+    # in its target's names (the names of `pair`'s source)
+    carrier = flow if take == flow.source else pair
+    sink = open_sink(config, flow)
+    other = open_sink(config, pair)
+    out: list[Resolution] = []
+    try:
+        here, there = ConflictLog(sink.conn, config.state_schema), ConflictLog(other.conn, config.state_schema)
+        here.ensure()
+        there.ensure()
+        todo = here.list(flow.name, "parked", ids)
+        sink.conn.commit()
+        other.conn.commit()
+        missing = set(ids) - {e["id"] for e in todo}
+        if missing:
+            raise ConfigError(f"no parked conflict with id {', '.join(map(str, sorted(missing)))} in flow {flow.name}")
+        for e in todo:
+            b = _bound(config, pair, e["table"])  # source: flow's target table, target: flow's source table
+            key_here = dict(e["key"] or {})
+            key_there = b.mapping.map_row(key_here) if b.transform is None else b.transform.key(key_here)
+            cb = b if carrier is pair else _bound(config, flow, e["table"])
+            read_key = key_here if carrier is pair else key_there
+            rows = _fetch(config, carrier, cb, read_key, 1)
+            mapping = cb.mapping if cb.transform is None else cb.transform.output
+            if rows:
+                row = rows[0]
+                written = cb.transform.written(row) if cb.transform is not None else cb.mapping.map_row(row)
+            else:
+                written = None
+            write_key = key_there if carrier is pair else key_here
+            ops = TableOps(mapping, upserts=[written]) if written is not None else \
+                TableOps(mapping, deletes=[tuple(write_key[k] for k in mapping.target_key)])
+            loser = other if carrier is pair else sink
+            tagged = TaggedSink(loser, f"{carrier.name}.resolve", take, config.state_schema)
+            tagged.origin = take
+            tagged.ensure_state()
+            loser.describe(mapping.target)  # the sink learns the target's column types
+            tagged.apply([ops])
+            for log, flow_name, k in ((here, flow.name, key_here), (there, pair.name, key_there)):
+                for parked in log.list(flow_name, "parked"):
+                    if parked["key"] == jsonable(k):
+                        log.set_status(parked["id"], "taken")
+            # the write (with its side's entries) first: a crash before the other commit leaves
+            # an entry parked, and resolving it again rewrites the same row
+            loser.conn.commit()
+            (other if loser is sink else sink).conn.commit()
+            out.append(Resolution(e, f"{take}'s version written to {carrier.target}" if written is not None
+                                  else f"deleted on {carrier.target} (the row is gone from {take})"))
+        return out
+    finally:
+        sink.rollback()
+        other.rollback()
+        sink.close()
+        other.close()

@@ -366,6 +366,47 @@ def test_conflicts_merge_columns_and_owners_win(systems: Systems) -> None:
         rep.cleanup()
 
 
+def test_manual_parks_conflicts_until_an_operator_takes_a_side(systems: Systems) -> None:
+    s = systems
+    s.create()
+    cfg = s.config(both_flow("mn", rule="manual"))
+    rep = Replicator(cfg, s.tmp)
+    try:
+        run_once(rep)
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 5))])
+        run_once(rep)
+        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id) WHERE id <= 3"])
+        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id WHERE id <= 3"])
+        run_once(rep)
+        names = {"crm": [r[1] for r in s.rows("crm")], "shop": [r[1] for r in s.rows("shop")]}
+        assert names == {"crm": ["crm-1", "crm-2", "crm-3", "base-4"], "shop": ["shop-1", "shop-2", "shop-3", "base-4"]}
+
+        def parked(flow: str, target: str) -> dict[int, int]:
+            q = "SELECT id, row_key, status FROM _replicator.conflicts WHERE flow = %s ORDER BY id"
+            rows = my_fetch(s.mariadb, "_replicator", q, (flow,)) if target == "crm" else \
+                pg_fetch(s.pg, s.shop_db, q, (flow,))
+            return {_key_id(k): int(i) for i, k, st in rows if st == "parked"}
+
+        at_shop, at_crm = parked("mn", "shop"), parked("mn-reverse", "crm")
+        assert sorted(at_shop) == [1, 2, 3] and sorted(at_crm) == [1, 2, 3]  # each side left its row
+        listed = cli(cfg, "conflicts", "list", "--status", "parked")
+        assert listed.returncode == 0 and "flow mn: 3 conflict(s)" in listed.stdout, listed.stdout + listed.stderr
+        took = cli(cfg, "conflicts", "resolve", str(at_shop[1]), "--flow", "mn", "--take", "crm")
+        assert took.returncode == 0 and "crm's version written to shop" in took.stdout, took.stdout + took.stderr
+        took = cli(cfg, "conflicts", "resolve", str(at_crm[2]), "--flow", "mn-reverse", "--take", "shop")
+        assert took.returncode == 0 and "shop's version written to crm" in took.stdout, took.stdout + took.stderr
+        bad = cli(cfg, "conflicts", "resolve", str(at_crm[2]), "--flow", "mn-reverse", "--take", "shop")
+        assert bad.returncode == 2 and f"no parked conflict with id {at_crm[2]}" in bad.stderr, bad.stderr
+        counters = (s.applied("mn", "shop"), s.applied("mn-reverse", "crm"))
+        run_once(rep)
+        assert (s.applied("mn", "shop"), s.applied("mn-reverse", "crm")) == counters  # the resolutions did not echo
+        assert [r[1] for r in s.rows("crm")] == ["crm-1", "shop-2", "crm-3", "base-4"]
+        assert [r[1] for r in s.rows("shop")] == ["crm-1", "shop-2", "shop-3", "base-4"]
+        assert sorted(parked("mn", "shop")) == [3] and sorted(parked("mn-reverse", "crm")) == [3]
+    finally:
+        rep.cleanup()
+
+
 def test_check_asks_for_old_rows_on_two_way_postgresql_tables(systems: Systems) -> None:
     s = systems
     s.create()
