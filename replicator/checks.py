@@ -128,6 +128,16 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
         if sink is not None and config.systems[flow.target].engine == "postgresql" \
                 and any(f.source == flow.target for f in config.flows):
             _check_origin_rights(sink, flow, where, ok, problems)
+        if sink is not None and flow.two_way and flow.conflicts == "last_writer_wins" \
+                and config.systems[flow.target].engine == "postgresql":
+            on = sink.conn.execute("SHOW track_commit_timestamp").fetchone()[0]  # type: ignore[attr-defined]
+            sink.conn.rollback()  # type: ignore[attr-defined]
+            if on != "on":
+                problems.append(Problem(f"system {flow.target}", "track_commit_timestamp is off: last_writer_wins"
+                                        " needs the commit time of the rows", "set track_commit_timestamp = on in"
+                                        " postgresql.conf and restart the server"))
+            else:
+                ok.append(f"system {flow.target}: track_commit_timestamp = on")
         for table in flow.tables:
             src = config.source_table(flow, table)
             dst = config.target_table(flow, table)

@@ -433,9 +433,11 @@ def _checked(config: Config, source: str, secrets: list[str]) -> Config:
         if flow.direction == "reverse":
             halves = [(flow, True)]
         elif flow.direction == "both":  # one declaration, two flows: the second one turned around
-            if flow.conflicts == "last_writer_wins":
-                raise ConfigError(f"{source}: config error at flows[{i}].conflicts: {flow.conflicts} is not"
-                                  " available yet; use priority (systems' priority, and a column's owner) or manual")
+            if flow.conflicts == "last_writer_wins" and {config.systems[flow.source].engine,
+                                                          config.systems[flow.target].engine} == {"mysql"}:
+                raise ConfigError(f"{source}: config error at flows[{i}].conflicts: last_writer_wins needs a"
+                                  " PostgreSQL system on one side (MySQL keeps no commit time per row; between"
+                                  " two MySQL systems use priority or manual)")
             # No copy at start: a copy empties its target table first, and the flow back would
             # replay that as a truncate of its own target (copied rows are not tagged).
             if flow.snapshot == "initial" and "snapshot" in flow.model_fields_set:

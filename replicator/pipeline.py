@@ -48,7 +48,9 @@ from .records import DELETE, TRUNCATE, UPDATE, Begin, Change, Commit, Heartbeat,
 from .snapshot import SnapshotGate, Snapshotter
 from .snapstate import FlowLock, SnapshotState
 from .transform import Rejected, RowTransform
-from .twoway import TableChanges, TwoWayBatch, resolve
+from .twoway import LastWriter, TableChanges, TwoWayBatch, resolve
+from .lww import commit_times
+from .mysql.positions import FilePos, MariaGtid
 
 log = structlog.get_logger("replicator")
 
@@ -246,6 +248,10 @@ class FlowRunner:
         self._loop = any(f.source == flow.target and f.target == flow.source for f in config.flows)
         self._tagged_source = any(f.target == flow.source for f in config.flows)  # markers to read
         self._policies: dict[TableId, ConflictPolicy] = {}  # two-way: per target table
+        self._lww: LastWriter | None = None  # conflicts: last_writer_wins
+        # last_writer_wins with a MySQL source: the flow back needs the commit times read here
+        self._records_times = flow.two_way and flow.conflicts == "last_writer_wins" \
+            and config.systems[flow.source].engine == "mysql"
 
     # -- outer loop: retries -----------------------------------------------------------------
     def run(self) -> None:
@@ -319,6 +325,8 @@ class FlowRunner:
             source.prepare(watched)
             if self.flow.two_way:
                 self._policies = {b.mapping.target: self._policy(b) for b in self._bound}
+                if self.flow.conflicts == "last_writer_wins":
+                    self._lww = self._last_writer(sink)
             checkpoint = ensure_checkpoint(self.flow, source, sink)
             start = source.parse_position(checkpoint.position)
             if self.once and self._stop_at is None:
@@ -345,6 +353,9 @@ class FlowRunner:
                 self.log.info("table copies wait until the flow is resumed", tables=[b.name for b in todo])
                 todo = []
             self._start_snapshot(todo, gate, source)
+            times = commit_times(self.flow.source) if self._records_times else None
+            if times is not None:
+                times.begin(start)
             try:
                 return self._stream(source, sink, checkpoint, start, mappings, gate, lock)
             except GuardTripped as exc:
@@ -353,6 +364,8 @@ class FlowRunner:
         except _Stopped:  # stopped while paused
             return True
         finally:
+            if self._records_times:
+                commit_times(self.flow.source).end()
             self._snapshot_stop.set()
             for thread in self._snapshots:
                 thread.join()
@@ -524,7 +537,7 @@ class FlowRunner:
             if two_way:
                 base = self._base(change, mapping, tr, source_columns)
                 for c in out:
-                    batch.add(c, out_mapping, base)  # type: ignore[call-arg]
+                    batch.add(c, out_mapping, base, txn_commit_time)  # type: ignore[call-arg]
             else:
                 for c in out:
                     batch.add(c, out_mapping)
@@ -654,8 +667,12 @@ class FlowRunner:
                 acked = position
 
         writer = Writer()
+        items = source.stream(start, self._stop_at)
+        if self._records_times:
+            # the other half's writer needs the commit times of this system's rows
+            items = commit_times(flow.source).record(items, {b.mapping.source: b.source.primary_key for b in self._bound})
         reader = Prefetcher(
-            source.stream(start, self._stop_at),
+            items,
             source.interrupt,
             max_rows=max(2 * max_rows, 10_000),  # read ahead while the target applies a batch
         )
@@ -887,7 +904,7 @@ class FlowRunner:
         """Run by the writer, in the open target transaction: decide each key against the
         target's current row (locked), log the conflicts, write the outcome."""
         res = resolve(sink.conn, tables, self._policies, origin or self.flow.source, self.flow.target,
-                      self.flow.name, position)
+                      self.flow.name, position, self._lww)
         if res.conflicts:
             for e in res.conflicts:
                 e.commit_time = commit_time
@@ -917,6 +934,52 @@ class FlowRunner:
         pruned = AuditTrail(sink.conn, self.config.state_schema).prune(self.flow.audit.retention_days, self.flow.name)
         if pruned:
             self.log.info("audit trail pruned", entries=pruned, retention_days=self.flow.audit.retention_days)
+
+    def _last_writer(self, sink: Sink) -> LastWriter:
+        """Where last_writer_wins finds the commit time of the target's rows (replicator.lww)."""
+        if self.config.systems[self.flow.target].engine == "postgresql":
+            on = sink.conn.execute("SHOW track_commit_timestamp").fetchone()[0]
+            sink.conn.commit()
+            if on != "on":
+                raise SchemaError(
+                    f"flow {self.flow.name}: conflicts: last_writer_wins needs the commit time of"
+                    f" {self.flow.target}'s rows: set track_commit_timestamp = on there and restart the server"
+                )
+            return LastWriter(pg=True)
+        times = commit_times(self.flow.target)
+        by_target = {b.mapping.target: b for b in self._bound}
+
+        mariadb = "mariadb" in str(sink.conn.get_server_info()).lower()
+
+        def wait() -> None:  # the target's binlog position now: its reader must get there
+            with sink.conn.cursor() as cur:
+                cur.execute("SELECT @@GLOBAL.gtid_binlog_pos" if mariadb else "SHOW MASTER STATUS")
+                row = cur.fetchone()
+            times.wait_past(MariaGtid.parse(str(row[0] or "")) if mariadb else FilePos(str(row[0]), int(row[1])))
+
+        def other_row(t: TableChanges, key: tuple[object, ...]) -> dict[str, object] | None:
+            return self._source_row(by_target[t.mapping.target], dict(zip(t.mapping.target_key, key)))
+
+        return LastWriter(pg=False, times=times, wait=wait, other_row=other_row)
+
+    def _source_row(self, b: BoundTable, target_key: dict[str, object]) -> dict[str, object] | None:
+        """The source's row now, by the target's key, under target names (None: gone)."""
+        names = b.mapping._names
+        key = {s: target_key[t] for s, t in names.items() if t in target_key}
+        system = self.config.systems[self.flow.source]
+        cols = b.source.column_names
+        if system.engine == "postgresql":
+            from .pg.snapshot import fetch_rows
+
+            rows = fetch_rows(system.url, b.source, cols, key, 1)
+        else:
+            from .mysql.snapshot import fetch_rows as my_fetch_rows
+
+            rows = my_fetch_rows(system.url, b.source, cols, key, 1, self.flow.zero_dates)
+        if not rows:
+            return None
+        row = dict(zip(cols, rows[0]))
+        return b.transform.row(row) if b.transform is not None else b.mapping.map_row(row)
 
     def _policy(self, b: BoundTable) -> ConflictPolicy:
         """How conflicts on this table are decided: the flow's rule, the systems' priorities,

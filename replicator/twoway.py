@@ -14,8 +14,9 @@ Bases are full rows under target names. PostgreSQL sends the old row only for ta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -36,6 +37,7 @@ class KeyChange:
     key: tuple[object, ...]
     base: Row | None  # the target-named row the change was based on; None: it did not exist
     after: Row | None  # None: deleted
+    time: datetime | None = None  # the source commit time of the last change to the key
 
 
 @dataclass
@@ -51,13 +53,15 @@ class TwoWayBatch:
     def __init__(self) -> None:
         self._tables: dict[TableId, TableChanges] = {}
         self.size = 0
+        self._when: datetime | None = None
 
     def __len__(self) -> int:
         return self.size
 
-    def add(self, change: Change, mapping: TableMapping, base: Row | None = None) -> None:
+    def add(self, change: Change, mapping: TableMapping, base: Row | None = None, when: datetime | None = None) -> None:
         """Net ``change`` (target names in ``base``; ``change`` rows under source names unless
-        ``mapping`` is the identity)."""
+        ``mapping`` is the identity), made in a source transaction committed at ``when``."""
+        self._when = when
         t = self._tables.get(mapping.target)
         if t is None:
             t = self._tables[mapping.target] = TableChanges(mapping)
@@ -95,10 +99,11 @@ class TwoWayBatch:
     def _put(self, t: TableChanges, key: tuple[object, ...], base: Row | None, after: Row | None) -> None:
         held = t.keys.get(key)
         if held is None:
-            t.keys[key] = KeyChange(key, base, after)
+            t.keys[key] = KeyChange(key, base, after, self._when)
             self.size += 1
         else:
             held.after = after  # the base stays the first change's
+            held.time = self._when
 
     def drain(self) -> list[TableChanges]:
         out = list(self._tables.values())
@@ -115,9 +120,15 @@ def _key(row: Row, key_cols: tuple[str, ...], mapping: TableMapping) -> tuple[ob
         raise
 
 
-def current_rows(conn: Any, table: TableId, key_cols: Sequence[str], keys: list[tuple[object, ...]]) -> dict[tuple[object, ...], Row]:
-    """The target's rows for ``keys``, locked until the transaction ends (both dialects)."""
+_COMMIT_TS = "__replicator_commit_ts"
+
+
+def current_rows(conn: Any, table: TableId, key_cols: Sequence[str], keys: list[tuple[object, ...]],
+                 times: dict[tuple[object, ...], datetime] | None = None) -> dict[tuple[object, ...], Row]:
+    """The target's rows for ``keys``, locked until the transaction ends (both dialects);
+    with ``times`` (PostgreSQL), also each row's commit time into it."""
     out: dict[tuple[object, ...], Row] = {}
+    extra = f", pg_xact_commit_timestamp(xmin) AS {_COMMIT_TS}" if times is not None else ""
     pg = isinstance(conn, psycopg.Connection)
     for i in range(0, len(keys), KEYS_PER_READ):
         chunk = keys[i:i + KEYS_PER_READ]
@@ -129,7 +140,7 @@ def current_rows(conn: Any, table: TableId, key_cols: Sequence[str], keys: list[
         else:
             ident = f"`{table.schema.replace('`', '``')}`.`{table.name.replace('`', '``')}`"
             cols = ", ".join(f"`{c.replace('`', '``')}`" for c in key_cols)
-        query = f"SELECT * FROM {ident} WHERE ({cols}) IN ({', '.join([one] * len(chunk))}) FOR UPDATE"
+        query = f"SELECT *{extra} FROM {ident} WHERE ({cols}) IN ({', '.join([one] * len(chunk))}) FOR UPDATE"
         if pg:
             cur = conn.execute(query.encode(), params)
             names = [d.name for d in cur.description]
@@ -141,8 +152,26 @@ def current_rows(conn: Any, table: TableId, key_cols: Sequence[str], keys: list[
                 rows = c.fetchall()
         for r in rows:
             row = dict(zip(names, r))
-            out[tuple(row[k] for k in key_cols)] = row
+            key = tuple(row[k] for k in key_cols)
+            if times is not None:
+                when = row.pop(_COMMIT_TS)
+                if when is not None:
+                    times[key] = when
+            out[key] = row
     return out
+
+
+@dataclass
+class LastWriter:
+    """What ``last_writer_wins`` needs besides the incoming change's own commit time
+    (see replicator.lww): PostgreSQL targets read it with the rows; MySQL targets ask the
+    record of the other half's reader (``times``, after ``wait``), and for a key it does not
+    know, look at the other system's row now (``other_row``) to mirror its decision."""
+
+    pg: bool
+    times: Any = None  # lww.CommitTimes of the target system
+    wait: Callable[[], None] | None = None
+    other_row: Callable[[TableChanges, tuple[object, ...]], Row | None] | None = None
 
 
 @dataclass
@@ -154,7 +183,7 @@ class Resolved:
 
 def resolve(
     conn: Any, tables: list[TableChanges], policies: Mapping[TableId, ConflictPolicy], origin: str, target: str,
-    flow: str, position: str | None,
+    flow: str, position: str | None, lww: LastWriter | None = None,
 ) -> Resolved:
     """The writes that bring the target to the agreed rows, and the conflicts met on the way.
 
@@ -166,11 +195,22 @@ def resolve(
         logs = policy.better(origin, target) == target
         ops = TableOps(t.mapping, truncate=t.truncate)
         key_cols = t.mapping.target_key
-        current = current_rows(conn, t.mapping.target, key_cols, [k for k in t.keys if not t.truncate]) \
+        times: dict[tuple[object, ...], datetime] | None = {} if lww is not None and lww.pg else None
+        current = current_rows(conn, t.mapping.target, key_cols, [k for k in t.keys if not t.truncate], times) \
             if t.keys else {}
+        if lww is not None and lww.wait is not None and current:
+            lww.wait()  # the other half's reader has read every change of the locked rows
         for kc in t.keys.values():
-            cur = current.get(_norm(kc.key, current))
-            outcome = decide(policy, origin, target, dict(zip(key_cols, kc.key)), kc.base, kc.after, cur)
+            found = _norm(kc.key, current)
+            cur = current.get(found)
+            target_time = None
+            if lww is not None:
+                target_time = times.get(found) if times is not None else lww.times.get(t.mapping.target, found)
+            outcome = decide(policy, origin, target, dict(zip(key_cols, kc.key)), kc.base, kc.after, cur,
+                             origin_time=kc.time, target_time=target_time)
+            if (outcome.conflict and lww is not None and not lww.pg and target_time is None
+                    and lww.other_row is not None and outcome.action != "park"):
+                outcome = _mirrored(outcome, cur, lww.other_row(t, kc.key), origin, target)
             _apply(ops, outcome, kc, key_cols)
             if outcome.conflict:
                 if outcome.action == "park":
@@ -186,6 +226,18 @@ def resolve(
         if ops.truncate or ops.deletes or ops.upserts:
             out.ops.append(ops)
     return out
+
+
+def _mirrored(outcome: Outcome, current: Row | None, other_now: Row | None, origin: str, target: str) -> Outcome:
+    """No commit time for the target's row: the other system decided this conflict already
+    (see replicator.lww), and its row as it is now is the agreed one: take it."""
+    from .conflicts import same_row
+
+    if same_row(current, other_now):
+        return Outcome("skip", None, True, target, outcome.columns)
+    if other_now is None:
+        return Outcome("delete", None, True, origin, outcome.columns)
+    return Outcome("write", other_now, True, origin, outcome.columns)
 
 
 def _norm(key: tuple[object, ...], current: dict[tuple[object, ...], Row]) -> tuple[object, ...]:

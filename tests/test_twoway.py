@@ -407,6 +407,42 @@ def test_manual_parks_conflicts_until_an_operator_takes_a_side(systems: Systems)
         rep.cleanup()
 
 
+def test_last_writer_wins_takes_the_later_commit(mariadb: Any, sandbox_factory: Any, fresh_db_name: str,
+                                                 tmp_path: Path) -> None:
+    # PostgreSQL knows a row's commit time only with track_commit_timestamp (set at start)
+    pg = sandbox_factory.postgres({"track_commit_timestamp": "on"}, name="pg_commit_ts")
+    s = Systems(mariadb, pg, fresh_db_name, tmp_path)
+    s.create()
+    cfg = s.config(both_flow("lw", rule="last_writer_wins"))
+    checked = cli(cfg, "check")
+    assert checked.returncode == 0 and "track_commit_timestamp = on" in checked.stdout, checked.stdout + checked.stderr
+    rep = Replicator(cfg, s.tmp)
+    try:
+        run_once(rep)
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 21))])
+        run_once(rep)
+        # 1..10: crm first, shop later (shop wins); 11..20: shop first, crm later (crm wins).
+        # MariaDB's binlog keeps whole seconds: the two writes are > 1 s apart.
+        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id <= 10"])
+        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id, stock = 600 WHERE id > 10"])
+        time.sleep(2.2)
+        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id, stock = 600 WHERE id <= 10"])
+        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id > 10"])
+        run_once(rep)
+        want = [(i, f"shop-{i}" if i <= 10 else f"crm-{i}", f"p{i}@example.com", 600 if i <= 10 else 500,
+                 Decimal(f"{i}.25")) for i in range(1, 21)]
+        assert s.rows("crm") == want
+        assert s.rows("shop") == want
+        logged = {_key_id(k): (w, a) for k, w, a in s.conflicts("lw-reverse", "crm")}
+        assert s.conflicts("lw", "shop") == []  # logged once: into crm (the better priority)
+        assert logged == {i: ("shop", "apply") if i <= 10 else ("crm", "skip") for i in range(1, 21)}
+        before = (s.applied("lw", "shop"), s.applied("lw-reverse", "crm"))
+        run_once(rep)
+        assert (s.applied("lw", "shop"), s.applied("lw-reverse", "crm")) == before
+    finally:
+        rep.cleanup()
+
+
 def test_check_asks_for_old_rows_on_two_way_postgresql_tables(systems: Systems) -> None:
     s = systems
     s.create()

@@ -13,6 +13,7 @@ systems:
   crm:  {url: "mysql://root@127.0.0.1/crm", priority: 1}
   shop: {url: "postgresql://postgres@127.0.0.1/shop", priority: 2}
   erp:  {url: "postgresql://postgres@127.0.0.1/erp", priority: 3}
+  crm2: {url: "mysql://root@127.0.0.1/crm2"}
 flows:
 """
 
@@ -41,8 +42,8 @@ def test_both_is_two_flows_with_the_mapping_turned_around() -> None:
      + flow("c", "crm", "erp"), "flows[2]", "close a loop"),
     (flow("a", "crm", "shop", columns="{stock: {owner: nobody}}"), "flows[0].tables[0].columns.stock.owner",
      "unknown system 'nobody'"),
-    (flow("a", "crm", "shop", "    direction: both\n    conflicts: last_writer_wins\n"), "flows[0].conflicts",
-     "not available yet"),
+    (flow("a", "crm", "crm2", "    direction: both\n    conflicts: last_writer_wins\n"), "flows[0].conflicts",
+     "last_writer_wins needs a PostgreSQL system on one side"),
     (flow("a", "crm", "shop", "    direction: both\n    snapshot: initial\n"), "flows[0].snapshot",
      "starts from equal tables"),
     (flow("a", "crm", "shop", "    direction: both\n") + flow("a-reverse", "erp", "shop"), "flows[1].name",
