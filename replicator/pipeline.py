@@ -740,8 +740,6 @@ class FlowRunner:
                                     commit()
                                 writer.run(sink.set_origin, txn_origin)  # type: ignore[attr-defined]
                                 batch_origin = txn_origin
-                            elif two_way and batch_origin is None:
-                                batch_origin = txn_origin
                         if skipping:
                             continue
                         if hold_back:
