@@ -537,7 +537,9 @@ class FlowRunner:
             if two_way:
                 base = self._base(change, mapping, tr, source_columns)
                 for c in out:
-                    batch.add(c, out_mapping, base, txn_commit_time)  # type: ignore[call-arg]
+                    if not batch.add(c, out_mapping, base, txn_commit_time):  # type: ignore[call-arg, func-returns-value]
+                        apply_batch()  # the key's row changed in between: decide the batch first
+                        batch.add(c, out_mapping, base, txn_commit_time)  # type: ignore[call-arg]
             else:
                 for c in out:
                     batch.add(c, out_mapping)

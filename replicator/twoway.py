@@ -24,7 +24,7 @@ from psycopg import sql
 
 from .batch import TableOps, raise_missing_identity
 from .conflictlog import ConflictEntry
-from .conflicts import ConflictPolicy, Outcome, decide
+from .conflicts import ConflictPolicy, Outcome, decide, same_row
 from .errors import SchemaError
 from .mapping import TableMapping
 from .records import DELETE, INSERT, READ, TRUNCATE, UPDATE, Change, Row, TableId
@@ -58,10 +58,17 @@ class TwoWayBatch:
     def __len__(self) -> int:
         return self.size
 
-    def add(self, change: Change, mapping: TableMapping, base: Row | None = None, when: datetime | None = None) -> None:
+    def add(self, change: Change, mapping: TableMapping, base: Row | None = None, when: datetime | None = None) -> bool:
         """Net ``change`` (target names in ``base``; ``change`` rows under source names unless
-        ``mapping`` is the identity), made in a source transaction committed at ``when``."""
+        ``mapping`` is the identity), made in a source transaction committed at ``when``.
+
+        False (nothing added) when the change was not based on the row the batch holds for its
+        key: something the stream skipped changed the row in between -- the flow back wrote
+        the outcome of a conflict there. The two cannot be netted into one (the first base
+        would hide that the second change accepted that outcome): the caller applies the
+        batch, then adds the change again."""
         self._when = when
+        self._clash = False
         t = self._tables.get(mapping.target)
         if t is None:
             t = self._tables[mapping.target] = TableChanges(mapping)
@@ -69,13 +76,16 @@ class TwoWayBatch:
             self.size -= len(t.keys)
             t.keys.clear()
             t.truncate = True
-            return
+            return True
         key_cols = mapping.target_key
         after = mapping.map_row(change.after) if change.after is not None else None
         if change.op in (INSERT, READ):
             assert after is not None
-            self._put(t, _key(after, key_cols, mapping), None, after)
-            return
+            key = _key(after, key_cols, mapping)
+            if self._clashes(t, key, None):
+                return False
+            self._put(t, key, None, after)
+            return True
         if base is None:
             raise SchemaError(
                 f"two-way flow: a {'delete' if change.op == DELETE else 'update'} on {mapping.source} came"
@@ -83,18 +93,28 @@ class TwoWayBatch:
                 f" ALTER TABLE {mapping.source} REPLICA IDENTITY FULL"
             )
         old_key = _key(base, key_cols, mapping)
+        if self._clashes(t, old_key, base):
+            return False
         if change.op == DELETE:
             self._put(t, old_key, base, None)
-            return
+            return True
         assert change.op == UPDATE and after is not None
         if change.partial:  # unchanged TOASTed values: the old row has them
             after = {**base, **after}
         new_key = _key(after, key_cols, mapping)
         if new_key != old_key:  # a key change: the old row goes, a new one comes
+            if self._clashes(t, new_key, None):
+                return False
             self._put(t, old_key, base, None)
             self._put(t, new_key, None, after)
-            return
+            return True
         self._put(t, old_key, base, after)
+        return True
+
+    @staticmethod
+    def _clashes(t: TableChanges, key: tuple[object, ...], base: Row | None) -> bool:
+        held = t.keys.get(key)
+        return held is not None and not same_row(held.after, base, None if base is None else base.keys())
 
     def _put(self, t: TableChanges, key: tuple[object, ...], base: Row | None, after: Row | None) -> None:
         held = t.keys.get(key)
@@ -231,8 +251,6 @@ def resolve(
 def _mirrored(outcome: Outcome, current: Row | None, other_now: Row | None, origin: str, target: str) -> Outcome:
     """No commit time for the target's row: the other system decided this conflict already
     (see replicator.lww), and its row as it is now is the agreed one: take it."""
-    from .conflicts import same_row
-
     if same_row(current, other_now):
         return Outcome("skip", None, True, target, outcome.columns)
     if other_now is None:

@@ -238,7 +238,13 @@ def wait_converged(s: Systems, names: tuple[str, ...], counters: dict[tuple[str,
         first = s.rows(names[0])
         return all(s.rows(n) == first for n in names[1:])
 
-    wait_for("convergence", done, timeout=180)
+    try:
+        wait_for("convergence", done, timeout=120)
+    except pytest.fail.Exception:
+        rows = {n: s.rows(n) for n in names}
+        differ = [r for r in zip(*rows.values()) if len(set(r)) > 1][:10]
+        got = {k: s.applied(*k) for k in counters}
+        pytest.fail(f"no convergence: counters {got} (want {counters}); rows that differ: {differ}")
 
 
 def test_both_ways_different_rows_converge_once_and_stay_idle(systems: Systems) -> None:
@@ -302,22 +308,26 @@ def test_priority_resolves_concurrent_updates_and_deletes(systems: Systems) -> N
                         f"DELETE FROM contacts WHERE id > {n + 10}"])           # crm deletes 1011..1020
         s.write("shop", [f"UPDATE contacts SET name = 'shop-' || id, stock = id + 2 WHERE id <= {n} OR id > {n + 10}",
                          f"DELETE FROM contacts WHERE id > {n} AND id <= {n + 10}"])  # shop deletes 1001..1010
+        # insert vs insert of the same new keys
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "crm") for i in range(5001, 5006))])
+        s.write("shop", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "shop") for i in range(5001, 5006))])
         run_once(rep)
-        want = [(i, f"crm-{i}", f"p{i}@example.com", i + 1, Decimal(f"{i}.25")) for i in range(1, n + 11)]
+        want = [(i, f"crm-{i}", f"p{i}@example.com", i + 1, Decimal(f"{i}.25")) for i in range(1, n + 11)] + [
+            (i, f"crm-{i}", f"p{i}@example.com", i % 97, Decimal(f"{i}.25")) for i in range(5001, 5006)]
         assert s.rows("crm") == want
         assert s.rows("shop") == want, "shop must hold crm's version of every conflicting row"
         # Each conflict logged once: by the flow into the winning side.
         logged = s.conflicts("pr-reverse", "crm")
         assert s.conflicts("pr", "shop") == []
         keys = sorted(_key_id(k) for k, _, _ in logged)
-        assert keys == list(range(1, n + 21)), f"{len(keys)} conflicts logged"
+        assert keys == list(range(1, n + 21)) + list(range(5001, 5006)), f"{len(keys)} conflicts logged"
         by_key = {_key_id(k): (w, a) for k, w, a in logged}
         assert by_key[1] == ("crm", "skip")          # both updated: crm's values stay on crm
         assert by_key[n + 5][1] == "skip"            # shop deleted what crm updated: the row stays on crm
         assert by_key[n + 15][1] == "skip"           # shop updated what crm deleted: it stays deleted
         out = cli(cfg, "conflicts", "list", "--flow", "pr-reverse")
         assert out.returncode == 0, out.stderr
-        assert f"{n + 20} conflict" in out.stdout
+        assert f"{n + 25} conflict" in out.stdout
         # a later run finds nothing left to do, and no echo
         before = (s.applied("pr", "shop"), s.applied("pr-reverse", "crm"))
         run_once(rep)
@@ -332,6 +342,48 @@ def _key_id(key: Any) -> int:
 
     k = json.loads(key) if isinstance(key, str) else key
     return int(k["id"])
+
+
+def test_same_rows_changed_on_both_sides_while_running_converge(systems: Systems) -> None:
+    """Both systems update the same 300 rows at once while the flows run: whatever crossed,
+    both end with the same rows, every change counted once per peer, no echo afterwards."""
+    s = systems
+    s.create()
+    cfg = s.config(both_flow("lv"))
+    rep = Replicator(cfg, s.tmp)
+    try:
+        run_once(rep)
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 301))])
+        run_once(rep)
+        rep.start()
+        made = {"crm": 300, "shop": 0}  # the change counters include the 300 inserts
+
+        def hammer(system: str, seed: int) -> None:
+            rng = random.Random(seed)
+            for n in range(150):
+                keys = rng.sample(range(1, 301), 4)
+                name = f"'{system}-{n}'"
+                stmts = [f"UPDATE contacts SET name = {name}, stock = {n} WHERE id = {k}" for k in keys]
+                while True:  # the replicator locks rows too: an application retries its deadlocks
+                    try:
+                        s.write(system, stmts)
+                        break
+                    except (pymysql.err.OperationalError, psycopg.errors.DeadlockDetected) as exc:
+                        if isinstance(exc, pymysql.err.OperationalError) and exc.args[0] not in (1205, 1213):
+                            raise
+                made[system] += len(keys)
+
+        in_parallel(lambda: hammer("crm", 1), lambda: hammer("shop", 2))
+        wait_converged(s, ("crm", "shop"), {("lv", "shop"): made["crm"], ("lv-reverse", "crm"): made["shop"]},
+                       running(rep))
+        time.sleep(IDLE_CHECKPOINT_SECONDS + 2)
+        assert s.rows("crm") == s.rows("shop")
+        assert (s.applied("lv", "shop"), s.applied("lv-reverse", "crm")) == (made["crm"], made["shop"])
+        print(f"{len(s.conflicts('lv-reverse', 'crm'))} conflicts logged")
+        assert s.conflicts("lv", "shop") == []
+        assert_clean_log(rep.log(), "streaming run")
+    finally:
+        rep.cleanup()
 
 
 def test_conflicts_merge_columns_and_owners_win(systems: Systems) -> None:
