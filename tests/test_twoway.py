@@ -3,16 +3,22 @@
 MariaDB (``crm``, priority 1) <-> PostgreSQL (``shop``, priority 2), one ``direction: both``
 flow; a third system ``erp`` (a second PostgreSQL database) for chains and hubs.
 
-* writes on both sides at once to different rows converge; every change is applied once per
-  peer (the flows' change counters equal the changes made on their sources: echoes are skipped,
-  not applied); once writes stop, neither side's log moves (no echo, no ping-pong checkpoints);
-* the same rows changed on both sides while the replicator was down: ``priority`` gives every
-  row crm's version on both sides, each conflict logged once; update vs delete both ways;
+* writes on both sides at once to different rows converge (``verify`` equal both ways); every
+  change is applied once per peer (the flows' change counters equal the changes made on their
+  sources: echoes are skipped, not applied); once writes stop, neither side moves (MariaDB's
+  GTIDs, the checkpoints, shop's row versions): no echo, no ping-pong checkpoints;
+* the same rows changed on both sides while the replicator was down (1,025 keys: update vs
+  update, update vs delete both ways, insert vs insert): ``priority`` gives every row crm's
+  version on both sides, each conflict logged once; ``last_writer_wins`` (1,000 keys) the
+  later commit's; ``manual`` parks them until ``conflicts resolve --take``;
+* the same rows changed on both sides while the flows run: both converge;
 * conflicts are per column: changes to different columns of a row merge; a column with an
   ``owner`` always takes its owner's value;
 * a chain (crm -> shop -> erp) forwards crm's changes to erp exactly once; a hub (crm <-> shop
   <-> erp) brings a change made in any system to the other two exactly once;
-* kill -9 during two-way traffic: after restarts both sides converge, counters exact.
+* kill -9 again and again during two-way traffic (own rows and shared rows): after restarts
+  both sides converge, counters exact;
+* ``check`` asks for what two-way sync needs.
 """
 
 from __future__ import annotations
@@ -197,6 +203,22 @@ class Writer:
             self.step()
 
 
+def hammer(s: Systems, system: str, seed: int, keys: range, rounds: int, made: dict[str, int]) -> None:
+    """Update 4 random rows of ``keys`` per transaction on ``system``, ``rounds`` times, the
+    other system doing the same to the same rows; ``made[system]`` counts the row changes."""
+    rng = random.Random(seed)
+    for n in range(rounds):
+        stmts = [f"UPDATE contacts SET name = '{system}-{n}', stock = {n} WHERE id = {k}" for k in rng.sample(keys, 4)]
+        while True:  # the replicator locks rows too: an application retries its deadlocks
+            try:
+                s.write(system, stmts)
+                break
+            except (pymysql.err.OperationalError, psycopg.errors.DeadlockDetected) as exc:
+                if isinstance(exc, pymysql.err.OperationalError) and exc.args[0] not in (1205, 1213):
+                    raise
+        made[system] += len(stmts)
+
+
 def running(rep: Replicator) -> Callable[[], None]:
     """A check that the streaming run is still alive (its log tail if not)."""
 
@@ -358,22 +380,8 @@ def test_same_rows_changed_on_both_sides_while_running_converge(systems: Systems
         rep.start()
         made = {"crm": 300, "shop": 0}  # the change counters include the 300 inserts
 
-        def hammer(system: str, seed: int) -> None:
-            rng = random.Random(seed)
-            for n in range(150):
-                keys = rng.sample(range(1, 301), 4)
-                name = f"'{system}-{n}'"
-                stmts = [f"UPDATE contacts SET name = {name}, stock = {n} WHERE id = {k}" for k in keys]
-                while True:  # the replicator locks rows too: an application retries its deadlocks
-                    try:
-                        s.write(system, stmts)
-                        break
-                    except (pymysql.err.OperationalError, psycopg.errors.DeadlockDetected) as exc:
-                        if isinstance(exc, pymysql.err.OperationalError) and exc.args[0] not in (1205, 1213):
-                            raise
-                made[system] += len(keys)
-
-        in_parallel(lambda: hammer("crm", 1), lambda: hammer("shop", 2))
+        in_parallel(lambda: hammer(s, "crm", 1, range(1, 301), 150, made),
+                    lambda: hammer(s, "shop", 2, range(1, 301), 150, made))
         wait_converged(s, ("crm", "shop"), {("lv", "shop"): made["crm"], ("lv-reverse", "crm"): made["shop"]},
                        running(rep))
         time.sleep(IDLE_CHECKPOINT_SECONDS + 2)
@@ -471,23 +479,23 @@ def test_last_writer_wins_takes_the_later_commit(mariadb: Any, sandbox_factory: 
     rep = Replicator(cfg, s.tmp)
     try:
         run_once(rep)
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 21))])
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 1001))])
         run_once(rep)
-        # 1..10: crm first, shop later (shop wins); 11..20: shop first, crm later (crm wins).
+        # 1..500: crm first, shop later (shop wins); 501..1000: shop first, crm later (crm wins).
         # MariaDB's binlog keeps whole seconds: the two writes are > 1 s apart.
-        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id <= 10"])
-        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id, stock = 600 WHERE id > 10"])
+        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id <= 500"])
+        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id, stock = 600 WHERE id > 500"])
         time.sleep(2.2)
-        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id, stock = 600 WHERE id <= 10"])
-        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id > 10"])
+        s.write("shop", ["UPDATE contacts SET name = 'shop-' || id, stock = 600 WHERE id <= 500"])
+        s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id > 500"])
         run_once(rep)
-        want = [(i, f"shop-{i}" if i <= 10 else f"crm-{i}", f"p{i}@example.com", 600 if i <= 10 else 500,
-                 Decimal(f"{i}.25")) for i in range(1, 21)]
+        want = [(i, f"shop-{i}" if i <= 500 else f"crm-{i}", f"p{i}@example.com", 600 if i <= 500 else 500,
+                 Decimal(f"{i}.25")) for i in range(1, 1001)]
         assert s.rows("crm") == want
         assert s.rows("shop") == want
         logged = {_key_id(k): (w, a) for k, w, a in s.conflicts("lw-reverse", "crm")}
         assert s.conflicts("lw", "shop") == []  # logged once: into crm (the better priority)
-        assert logged == {i: ("shop", "apply") if i <= 10 else ("crm", "skip") for i in range(1, 21)}
+        assert logged == {i: ("shop", "apply") if i <= 500 else ("crm", "skip") for i in range(1, 1001)}
         before = (s.applied("lw", "shop"), s.applied("lw-reverse", "crm"))
         run_once(rep)
         assert (s.applied("lw", "shop"), s.applied("lw-reverse", "crm")) == before
@@ -567,6 +575,10 @@ def test_kill9_during_two_way_traffic(systems: Systems) -> None:
     rep = Replicator(cfg, s.tmp)
     try:
         run_once(rep)
+        shared = range(900_001, 900_201)  # rows both sides change at once (conflicts)
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in shared)])
+        run_once(rep)
+        made = {"crm": 0, "shop": 0}
         crm, shop = Writer(s, "crm", 1, 3000, seed=7), Writer(s, "shop", 100_001, 3000, seed=8)
         stop = threading.Event()
 
@@ -580,7 +592,8 @@ def test_kill9_during_two_way_traffic(systems: Systems) -> None:
         k = threading.Thread(target=killer)
         k.start()
         try:
-            in_parallel(crm.run, shop.run)
+            in_parallel(crm.run, shop.run, lambda: hammer(s, "crm", 5, shared, 300, made),
+                        lambda: hammer(s, "shop", 6, shared, 300, made))
         finally:
             stop.set()
             k.join()
@@ -589,9 +602,10 @@ def test_kill9_during_two_way_traffic(systems: Systems) -> None:
 
         alive = running(rep)
 
-        wait_converged(s, ("crm", "shop"), {("k9", "shop"): crm.changes, ("k9-reverse", "crm"): shop.changes}, alive)
-        assert {r[0] for r in s.rows("shop")} == set(crm.live) | set(shop.live)
-        assert s.conflicts("k9-reverse", "crm") == [] and s.conflicts("k9", "shop") == []
+        wait_converged(s, ("crm", "shop"), {("k9", "shop"): len(shared) + crm.changes + made["crm"],
+                                            ("k9-reverse", "crm"): shop.changes + made["shop"]}, alive)
+        assert {r[0] for r in s.rows("shop")} == set(crm.live) | set(shop.live) | set(shared)
+        assert s.conflicts("k9", "shop") == []  # logged by the flow into crm only
         assert_clean_log(rep.log(), "final run")
     finally:
         rep.cleanup()
