@@ -8,18 +8,16 @@ three versions of the row: ``base`` (what the change was based on: the source's 
 * ``current`` equals ``base``: nobody else touched the row -- apply the change, no conflict.
 * ``current`` already equals ``after`` (both sides made the same change, or this is the echo
   of a change that came from the target itself): skip, no conflict.
-* Otherwise the row changed on both sides and is merged column by column, as a three-way
-  merge: a column changed on one side only takes that side's value; a column changed on both
-  sides to different values goes to its owner (``owners``), else to the rule: ``priority``
-  (the better system), ``last_writer_wins`` (the later commit, unless the two are within the
-  clock skew: then priority) or ``manual`` (nothing is written, the change is parked).
-  A delete against an update is decided for the whole row by the rule (owners own columns,
-  not rows).
+* Otherwise the row changed on both sides: the rule's winner's version is kept -- the
+  ``priority`` system's, the ``last_writer_wins`` later commit's (within the clock skew:
+  priority), or, under ``manual``, none: the change is parked -- except columns with an owner
+  (``owners``), which always take their owner's value. A delete against an update is decided
+  the same way for the whole row (owners own columns, not rows).
 
-Why column by column and why three versions: the decision at Y about X's change and the
-decision at X about Y's change see the same three versions with ``after`` and ``current``
-swapped, and every step above is symmetric under that swap (a column's winner is a system,
-not a side), so both systems end with the same row without talking to each other. A change
+Why this converges: the decision at Y about X's change and the decision at X about Y's
+change see the versions with ``after`` and ``current`` swapped, and every step above is
+symmetric under that swap (a winner is a system, not a side), so both systems end with the
+same row without talking to each other. A change
 that is a net no-op for its source (``after`` equals ``base``) never overrides the target:
 otherwise a row deleted on one side and untouched on the other would be resurrected on one
 side and stay deleted on the other.
@@ -156,27 +154,36 @@ def decide(
             return Outcome("skip", None, True, target, columns)
         return Outcome("delete" if after is None else "apply", None, True, origin, columns)
 
+    if base is not None and same_row(after, base, after.keys()):
+        return Outcome("skip", None, False, None, [])  # a net no-op of the origin overrides nothing
+
+    # Row by row: the rule's winner's version, except the columns an owner owns. (Merging
+    # column by column -- keeping a column only one side changed -- is not safe without more
+    # history: a later change based on a version that lost a conflict would look, at the two
+    # systems, as changing different columns, and they would merge differently.)
     merged: Row = {}
     conflicting: list[str] = []
-    park = False
+    row_winner: str | None = None
+    decided = False
     for c in list(current) + [c for c in after if c not in current]:
         inc, cur = after.get(c, _MISSING), current.get(c, _MISSING)
         if inc is _MISSING or cur is _MISSING:
             merged[c] = cur if inc is _MISSING else inc  # only one side has the column
             continue
         was = _MISSING if base is None else base.get(c, _MISSING)
-        if _same(inc, cur) or _same(inc, was):
-            merged[c] = cur
-        elif _same(cur, was):
-            merged[c] = inc
-        else:
+        if not (_same(inc, cur) or _same(inc, was) or _same(cur, was)):
             conflicting.append(c)
-            owner = policy.owners.get(c)
-            winner = owner if owner in (origin, target) else rule_winner()
-            park = park or winner is None
-            merged[c] = inc if winner == origin else cur
-    if park:
-        return Outcome("park", None, True, None, conflicting)
+        owner = policy.owners.get(c)
+        if owner in (origin, target):
+            merged[c] = inc if owner == origin else cur
+        elif _same(inc, cur):
+            merged[c] = cur
+        else:
+            if not decided:
+                row_winner, decided = rule_winner(), True
+                if row_winner is None:
+                    return Outcome("park", None, True, None, conflicting)
+            merged[c] = inc if row_winner == origin else cur
     if same_row(merged, current):
         return Outcome("skip", None, True, target, conflicting)
     if same_row(merged, after, after.keys()):

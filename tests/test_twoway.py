@@ -12,8 +12,8 @@ flow; a third system ``erp`` (a second PostgreSQL database) for chains and hubs.
   version on both sides, each conflict logged once; ``last_writer_wins`` (1,000 keys) the
   later commit's; ``manual`` parks them until ``conflicts resolve --take``;
 * the same rows changed on both sides while the flows run: both converge;
-* conflicts are per column: changes to different columns of a row merge; a column with an
-  ``owner`` always takes its owner's value;
+* a conflict keeps the winner's row, also when the two sides changed different columns; a
+  column with an ``owner`` always takes its owner's value;
 * a chain (crm -> shop -> erp) forwards crm's changes to erp exactly once; a hub (crm <-> shop
   <-> erp) brings a change made in any system to the other two exactly once;
 * kill -9 again and again during two-way traffic (own rows and shared rows): after restarts
@@ -165,6 +165,19 @@ def run_once(rep: Replicator) -> None:
     assert_clean_log(rep.log(), "run --once")
 
 
+def synced(s: Systems, flows: str, keys: range | None = None) -> tuple[Path, Replicator]:
+    """Tables created, the flows' slots and checkpoints in place, and with ``keys`` those base
+    rows inserted on crm and synced to shop; the config and the replicator."""
+    s.create()
+    cfg = s.config(flows)
+    rep = Replicator(cfg, s.tmp)
+    run_once(rep)
+    if keys is not None:
+        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in keys)])
+        run_once(rep)
+    return cfg, rep
+
+
 def row(i: int, tag: str) -> str:
     return f"({i}, '{tag}-{i}', 'p{i}@example.com', {i % 97}, {i}.25)"
 
@@ -271,11 +284,8 @@ def wait_converged(s: Systems, names: tuple[str, ...], counters: dict[tuple[str,
 
 def test_both_ways_different_rows_converge_once_and_stay_idle(systems: Systems) -> None:
     s = systems
-    s.create()
-    cfg = s.config(both_flow("tw"))
-    rep = Replicator(cfg, s.tmp)
+    cfg, rep = synced(s, both_flow("tw"))  # streaming starts from here
     try:
-        run_once(rep)  # slots and checkpoints: streaming starts from here
         rep.start()
         crm, shop = Writer(s, "crm", 1, 400, seed=1), Writer(s, "shop", 100_001, 400, seed=2)
         in_parallel(crm.run, shop.run)
@@ -316,14 +326,9 @@ def proc_verify(cfg: Path, flow: str) -> bool:
 
 def test_priority_resolves_concurrent_updates_and_deletes(systems: Systems) -> None:
     s = systems
-    s.create()
-    cfg = s.config(both_flow("pr"))
-    rep = Replicator(cfg, s.tmp)
+    n = 1000
+    cfg, rep = synced(s, both_flow("pr"), range(1, n + 21))
     try:
-        run_once(rep)
-        n = 1000
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, n + 21))])
-        run_once(rep)
         assert s.rows("shop") == s.rows("crm")
         # Replicator down: the same rows change on both sides.
         s.write("crm", [f"UPDATE contacts SET name = CONCAT('crm-', id), stock = id + 1 WHERE id <= {n + 10}",
@@ -370,13 +375,8 @@ def test_same_rows_changed_on_both_sides_while_running_converge(systems: Systems
     """Both systems update the same 300 rows at once while the flows run: whatever crossed,
     both end with the same rows, every change counted once per peer, no echo afterwards."""
     s = systems
-    s.create()
-    cfg = s.config(both_flow("lv"))
-    rep = Replicator(cfg, s.tmp)
+    cfg, rep = synced(s, both_flow("lv"), range(1, 301))
     try:
-        run_once(rep)
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 301))])
-        run_once(rep)
         rep.start()
         made = {"crm": 300, "shop": 0}  # the change counters include the 300 inserts
 
@@ -394,18 +394,13 @@ def test_same_rows_changed_on_both_sides_while_running_converge(systems: Systems
         rep.cleanup()
 
 
-def test_conflicts_merge_columns_and_owners_win(systems: Systems) -> None:
+def test_conflicts_take_the_winners_row_and_owners_their_columns(systems: Systems) -> None:
     s = systems
-    s.create()
-    cfg = s.config(both_flow("co", columns="{stock: {owner: shop}}"))
-    rep = Replicator(cfg, s.tmp)
+    cfg, rep = synced(s, both_flow("co", columns="{stock: {owner: shop}}"), range(1, 4))
     try:
-        run_once(rep)
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 4))])
-        run_once(rep)
-        # 1: crm changes name, shop changes email -> both kept (different columns)
+        # 1: crm changes name, shop changes email -> crm's row (priority)
         # 2: both change stock -> shop owns stock; both change name -> crm (priority)
-        # 3: crm changes stock only, shop changes price only -> both kept
+        # 3: crm changes stock only, shop changes price only -> crm's row, but shop's stock
         s.write("crm", ["UPDATE contacts SET name = 'crm-1' WHERE id = 1",
                         "UPDATE contacts SET name = 'crm-2', stock = 100 WHERE id = 2",
                         "UPDATE contacts SET stock = 300 WHERE id = 3"])
@@ -414,9 +409,9 @@ def test_conflicts_merge_columns_and_owners_win(systems: Systems) -> None:
                          "UPDATE contacts SET price = 3.99 WHERE id = 3"])
         run_once(rep)
         want = [
-            (1, "crm-1", "shop1@example.com", 1, Decimal("1.25")),
+            (1, "crm-1", "p1@example.com", 1, Decimal("1.25")),
             (2, "crm-2", "p2@example.com", 200, Decimal("2.25")),
-            (3, "base-3", "p3@example.com", 300, Decimal("3.99")),
+            (3, "base-3", "p3@example.com", 3, Decimal("3.25")),
         ]
         assert s.rows("crm") == want
         assert s.rows("shop") == want
@@ -428,13 +423,8 @@ def test_conflicts_merge_columns_and_owners_win(systems: Systems) -> None:
 
 def test_manual_parks_conflicts_until_an_operator_takes_a_side(systems: Systems) -> None:
     s = systems
-    s.create()
-    cfg = s.config(both_flow("mn", rule="manual"))
-    rep = Replicator(cfg, s.tmp)
+    cfg, rep = synced(s, both_flow("mn", rule="manual"), range(1, 5))
     try:
-        run_once(rep)
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 5))])
-        run_once(rep)
         s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id) WHERE id <= 3"])
         s.write("shop", ["UPDATE contacts SET name = 'shop-' || id WHERE id <= 3"])
         run_once(rep)
@@ -472,15 +462,10 @@ def test_last_writer_wins_takes_the_later_commit(mariadb: Any, sandbox_factory: 
     # PostgreSQL knows a row's commit time only with track_commit_timestamp (set at start)
     pg = sandbox_factory.postgres({"track_commit_timestamp": "on"}, name="pg_commit_ts")
     s = Systems(mariadb, pg, fresh_db_name, tmp_path)
-    s.create()
-    cfg = s.config(both_flow("lw", rule="last_writer_wins"))
-    checked = cli(cfg, "check")
-    assert checked.returncode == 0 and "track_commit_timestamp = on" in checked.stdout, checked.stdout + checked.stderr
-    rep = Replicator(cfg, s.tmp)
+    cfg, rep = synced(s, both_flow("lw", rule="last_writer_wins"), range(1, 1001))
     try:
-        run_once(rep)
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in range(1, 1001))])
-        run_once(rep)
+        checked = cli(cfg, "check")
+        assert checked.returncode == 0 and "track_commit_timestamp = on" in checked.stdout, checked.stdout + checked.stderr
         # 1..500: crm first, shop later (shop wins); 501..1000: shop first, crm later (crm wins).
         # MariaDB's binlog keeps whole seconds: the two writes are > 1 s apart.
         s.write("crm", ["UPDATE contacts SET name = CONCAT('crm-', id), stock = 500 WHERE id <= 500"])
@@ -570,14 +555,9 @@ def test_hub_delivers_each_change_once_to_every_other_system(systems: Systems) -
 
 def test_kill9_during_two_way_traffic(systems: Systems) -> None:
     s = systems
-    s.create()
-    cfg = s.config(both_flow("k9"))
-    rep = Replicator(cfg, s.tmp)
+    shared = range(900_001, 900_201)  # rows both sides change at once (conflicts)
+    cfg, rep = synced(s, both_flow("k9"), shared)
     try:
-        run_once(rep)
-        shared = range(900_001, 900_201)  # rows both sides change at once (conflicts)
-        s.write("crm", ["INSERT INTO contacts VALUES " + ", ".join(row(i, "base") for i in shared)])
-        run_once(rep)
         made = {"crm": 0, "shop": 0}
         crm, shop = Writer(s, "crm", 1, 3000, seed=7), Writer(s, "shop", 100_001, 3000, seed=8)
         stop = threading.Event()
