@@ -98,14 +98,25 @@ def check(ctx: click.Context) -> None:
 @cli.command()
 @click.option("--flow", "flows", multiple=True, help="Run only this flow (repeatable).")
 @click.option("--once", is_flag=True, help="Apply what the source had committed when started, then exit.")
+@click.option("--listen", default=None, metavar="HOST:PORT",
+              help="Serve /metrics, /livez, /readyz, /status.json and the dashboard here (default: http.listen).")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, flows: tuple[str, ...], once: bool) -> None:
+def run(ctx: click.Context, flows: tuple[str, ...], once: bool, listen: str | None) -> None:
     """Stream changes until SIGTERM/SIGINT (then commit what is complete and exit 0)."""
+    from pydantic import ValidationError
+
+    from .config import HttpConfig
     from .pipeline import run_flows
 
     config = _config(ctx)
     selected = [config.flow(name) for name in flows] if flows else list(config.flows)
+    http = config.http
+    if listen is not None:
+        try:
+            http = HttpConfig(**{**(http.model_dump() if http else {}), "listen": listen})
+        except ValidationError as exc:
+            raise ConfigError(f"--listen: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -113,11 +124,65 @@ def run(ctx: click.Context, flows: tuple[str, ...], once: bool) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    failures = run_flows(config, selected, once=once, stop=stop)
+    try:
+        failures = run_flows(config, selected, once=once, stop=stop, http=http)
+    except OSError as exc:  # the endpoint's port
+        raise ConfigError(f"cannot listen on {http.listen if http else '?'}: {exc.strerror}") from None
     if failures:
-        for name, exc in failures:
-            click.echo(scrub(f"replicator: flow {name} failed: {exc}", config.secrets()), err=True)
-        sys.exit(2 if all(isinstance(exc, ConfigError) for _n, exc in failures) else 1)
+        for name, err in failures:
+            click.echo(scrub(f"replicator: flow {name} failed: {err}", config.secrets()), err=True)
+        sys.exit(2 if all(isinstance(err, ConfigError) for _n, err in failures) else 1)
+
+
+@cli.command()
+@click.option("--flow", "flow_name", default=None, help="Only this flow.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@handle_errors
+def status(ctx: click.Context, flow_name: str | None, as_json: bool) -> None:
+    """Per flow: state, last sync, lag, changes applied, errors, conflicts, dead letters,
+    batch times -- from the targets, and live from a running `run` (http endpoint)."""
+    from .status import flow_status
+
+    config = _config(ctx)
+    doc = flow_status(config, [config.flow(flow_name)] if flow_name else list(config.flows))
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, default=str))
+        return
+    rows = []
+    for f in doc["flows"]:
+        since = f["since_start"] or {}
+        batch = f["batch_ms"] or {}
+        rows.append({
+            "flow": f["flow"], "route": f"{f['source']} -> {f['target']}",
+            "state": f["state"] + (f" ({f['reason']})" if f["reason"] and f["state"] != "running" else ""),
+            "last sync": f["last_sync"], "lag s": f["lag_seconds"],
+            "lag pos": None if f["lag_position"] is None else f"{f['lag_position']} {f['lag_unit']}",
+            "ins/upd/del since start": "/".join(str(since.get(k, "-")) for k in ("insert", "update", "delete")) if since else None,
+            "total": f["changes_total"], "errors": f["errors"],
+            "conflicts": f["conflicts_total"], "parked": f["conflicts_parked"], "dead letters": f["dead_letters_open"],
+            "batch ms p50/p99": f"{batch.get('p50')}/{batch.get('p99')}" if batch else None,
+        })
+    _table(rows, title="replicator status" + ("" if doc["running"] else " (no run answering: target-side figures only)"))
+    hooks = doc["webhooks"]
+    if hooks:
+        click.echo(f"webhooks: {hooks['delivered']} delivered, {hooks['pending']} pending,"
+                   f" {hooks['failed_attempts']} failed attempts, {hooks['dropped']} dropped"
+                   + (f"; last error: {hooks['last_error']}" if hooks["last_error"] else ""))
+
+
+@cli.command()
+@click.argument("flow_name")
+@click.option("--reason", default="paused by an operator", show_default=True)
+@click.pass_context
+@handle_errors
+def pause(ctx: click.Context, flow_name: str, reason: str) -> None:
+    """Stop a flow where it is (a running one commits what it has, then waits); `resume` continues."""
+    from .review import pause as run_pause
+
+    config = _config(ctx)
+    run_pause(config, config.flow(flow_name), reason)
+    click.echo(f"flow {flow_name} paused: a running replicator stops within seconds; `replicator resume {flow_name}` continues")
 
 
 @cli.group()
@@ -447,7 +512,7 @@ def dlq_discard(ctx: click.Context, ids: tuple[int, ...], everything: bool, flow
 @click.pass_context
 @handle_errors
 def resume(ctx: click.Context, flow_name: str) -> None:
-    """Let a flow paused by a change limit go on: the transaction that tripped it is applied."""
+    """Let a paused flow go on (paused by a change limit: the transaction that tripped it is applied)."""
     from .review import resume as run_resume
 
     config = _config(ctx)
@@ -455,7 +520,10 @@ def resume(ctx: click.Context, flow_name: str) -> None:
     if pause is None:
         click.echo(f"flow {flow_name} is not paused")
         return
-    click.echo(f"flow {flow_name} resumed: the transaction at {pause.position} ({pause.reason}) will be applied")
+    if pause.position is None:
+        click.echo(f"flow {flow_name} resumed ({pause.reason})")
+    else:
+        click.echo(f"flow {flow_name} resumed: the transaction at {pause.position} ({pause.reason}) will be applied")
 
 
 @cli.command()

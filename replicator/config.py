@@ -181,6 +181,70 @@ class AuditConfig(_Model):
     file: str | None = None  # also append JSON lines here
 
 
+EventName = Literal["conflict", "dead_letter", "paused", "failed", "lag", "snapshot_finished"]
+_EVENTS: tuple[EventName, ...] = ("conflict", "dead_letter", "paused", "failed", "lag", "snapshot_finished")
+
+
+class WebhookConfig(_Model):
+    """A URL that gets JSON notifications (see replicator.notify)."""
+
+    url: str
+    events: list[EventName] = Field(default_factory=lambda: list(_EVENTS), min_length=1)
+    secret: str | None = None  # HMAC-SHA256 key of the X-Replicator-Signature header
+    timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("a webhook url starts with http:// or https://")
+        return value
+
+    @property
+    def name(self) -> str:
+        """The URL without credentials, query or path: safe to log."""
+        return re.sub(r"^(https?://)(?:[^@/]*@)?([^/?#]+).*$", r"\1\2", self.url)
+
+
+class NotificationsConfig(_Model):
+    webhooks: list[WebhookConfig] = []
+    lag_threshold_s: float = Field(default=300.0, gt=0)  # the "lag" event: once per crossing
+
+
+class HttpConfig(_Model):
+    """The endpoint of ``run``: /metrics, /livez, /readyz, /status.json and the dashboard."""
+
+    listen: str = "127.0.0.1:9187"
+    token: str | None = None  # bearer token; required unless listening on a loopback address
+    ready_max_lag_s: float = Field(default=60.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("listen is HOST:PORT, e.g. 127.0.0.1:9187")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpConfig:
+        if not self.loopback and not self.token:
+            raise ValueError(f"listening on {self.host} needs a token (bearer) -- or listen on 127.0.0.1")
+        return self
+
+
 class FlowConfig(_Model):
     name: str
     source: str
@@ -241,6 +305,8 @@ class Config(_Model):
     flows: list[FlowConfig] = Field(min_length=1)
     state_schema: str = "_replicator"
     log_format: Literal["auto", "human", "logfmt", "json"] = "auto"
+    http: HttpConfig | None = None  # off unless configured (or `run --listen`)
+    notifications: NotificationsConfig = NotificationsConfig()
 
     @model_validator(mode="after")
     def _cross_references(self) -> Config:
@@ -299,7 +365,9 @@ class Config(_Model):
     def secrets(self) -> list[str]:
         """What output must never show: passwords, and the keys of keyed masks."""
         keys = [r.mask_key for f in self.flows for t in f.tables for r in t.columns.values() if r.mask_key]
-        return [s.password for s in self.systems.values() if s.password] + keys
+        hooks = [h.secret for h in self.notifications.webhooks if h.secret]
+        token = [self.http.token] if self.http is not None and self.http.token else []
+        return [s.password for s in self.systems.values() if s.password] + keys + hooks + token
 
 
 def _no_loops(flows: list[FlowConfig]) -> None:

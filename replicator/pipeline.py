@@ -16,6 +16,7 @@ start over from the target's checkpoint; any other error stops the flow.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import queue
@@ -29,11 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import structlog
+from typing import Any
 
 from .audit import AuditEntry, AuditFile, AuditTrail, changed
 from .batch import Batch
 from .binding import BoundTable, bind_tables, ensure_checkpoint, open_sink, open_source
-from .config import Config, FlowConfig, LimitsConfig
+from .config import Config, FlowConfig, HttpConfig, LimitsConfig
 from .conflictlog import ConflictLog
 from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
@@ -50,6 +52,7 @@ from .snapstate import FlowLock, SnapshotState
 from .transform import Rejected, RowTransform
 from .twoway import LastWriter, TableChanges, TwoWayBatch, resolve
 from .lww import commit_times
+from .telemetry import MONITORS
 from .mysql.positions import FilePos, MariaGtid
 
 log = structlog.get_logger("replicator")
@@ -221,12 +224,18 @@ class FlowStats:
 class FlowRunner:
     """Runs one flow until stopped (or, with ``once``, until it caught up with the start)."""
 
-    def __init__(self, config: Config, flow: FlowConfig, *, once: bool = False, stop: threading.Event | None = None) -> None:
+    def __init__(self, config: Config, flow: FlowConfig, *, once: bool = False, stop: threading.Event | None = None,
+                 notifier: Any = None) -> None:
         self.config = config
         self.flow = flow
         self.once = once
         self.stop = stop or threading.Event()
         self.stats = FlowStats()
+        self.mon = MONITORS.flow(flow.name, flow.source, flow.target)  # what status and /metrics show
+        self.notifier = notifier  # replicator.notify.Notifier, or None
+        # Notifications and counts of the open target transaction, released after its commit
+        # (a rolled-back conflict or dead letter is never announced). Written by the writer.
+        self._unsent: list[tuple[str, dict[str, Any]]] = []
         self.log = log.bind(flow=flow.name)
         self._stop_at: Position | None = None
         self._crash_after = int(os.environ.get("REPLICATOR_TEST_CRASH_AFTER_COMMIT", "0"))
@@ -265,6 +274,8 @@ class FlowRunner:
                 if self._streaming:
                     delay = 1.0  # the session worked: a new outage, not the previous one going on
                 self.log.warning("connection problem, retrying", error=str(exc), retry_in_s=delay)
+                self.mon.set_state("reconnecting", str(exc))
+                self.mon.event("error", str(exc))
                 if self.stop.wait(delay):
                     return
                 delay = min(delay * 2, 30.0)
@@ -284,6 +295,7 @@ class FlowRunner:
         source: Source | None = None
         self._snapshot_stop = threading.Event()
         self._snapshots = []
+        self._unsent = []
         try:
             source = open_source(self.config, self.flow)
             schema = self.config.state_schema
@@ -329,6 +341,7 @@ class FlowRunner:
                     self._lww = self._last_writer(sink)
             checkpoint = ensure_checkpoint(self.flow, source, sink)
             start = source.parse_position(checkpoint.position)
+            self.mon.position, self.mon.changes_total = checkpoint.position, checkpoint.changes_applied
             if self.once and self._stop_at is None:
                 self._stop_at = source.current_position()
             gate = SnapshotGate(source.covered)
@@ -353,6 +366,7 @@ class FlowRunner:
                 self.log.info("table copies wait until the flow is resumed", tables=[b.name for b in todo])
                 todo = []
             self._start_snapshot(todo, gate, source)
+            self.mon.set_state("snapshotting" if todo else "running")
             times = commit_times(self.flow.source) if self._records_times else None
             if times is not None:
                 times.begin(start)
@@ -489,6 +503,8 @@ class FlowRunner:
         # A binlog heartbeat stands for transactions of other tables (ours are tagged); a
         # PostgreSQL keepalive may stand for our own writes (say, checkpoints of the flow back).
         heartbeat_echo = self.config.systems[flow.source].engine == "postgresql"
+        mon = self.mon
+        op_counts: dict[tuple[TableId, str], int] = {}  # changes taken since the last commit, by table and op
 
         def position_text() -> str | None:
             if not txn_text:
@@ -565,6 +581,14 @@ class FlowRunner:
         checked = bool(transforms) or guard is not None or auditing or two_way
 
         def take(item: Item | RawRows, mapping: TableMapping, counted: bool = False) -> int:
+            """:func:`put`, counted by table and op for status and /metrics."""
+            n = put(item, mapping, counted)
+            if n:
+                k = (item.table, item.op)  # type: ignore[union-attr]
+                op_counts[k] = op_counts.get(k, 0) + n
+            return n
+
+        def put(item: Item | RawRows, mapping: TableMapping, counted: bool = False) -> int:
             """Put a change (or a passthrough group) into the open target transaction's
             buffers, keeping the order between the two kinds; the number of row changes."""
             nonlocal batch_used
@@ -651,7 +675,8 @@ class FlowRunner:
             txns_total += pending_txns
             assert position is not None
             done = Checkpoint(flow.name, source.format_position(position), commit_time, changes_total, txns_total)
-            writer.run(self._commit, sink, source, done, position, pending_changes, pending_txns, t0)
+            writer.run(self._commit, sink, source, done, position, pending_changes, pending_txns, t0, dict(op_counts))
+            op_counts.clear()
             committed_pos = acked = position  # handed to the writer, which commits before anything later
             last_checkpoint_write = time.monotonic()
             pending_changes = pending_txns = 0
@@ -689,7 +714,18 @@ class FlowRunner:
                         commit()  # the tables are done now, with what was held back
                 if not in_txn and time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + REQUEST_POLL_SECONDS
-                    requested = self._requested(lock, gate)
+                    if mon.state in ("running", "snapshotting"):
+                        mon.set_state("snapshotting" if gate.busy else "running")
+                    with _lost_target():
+                        paused = self._pause_requested(lock)
+                        requested = self._requested(lock, gate)
+                    if paused:
+                        if position != committed_pos:
+                            settle()
+                        writer.finish()  # everything before the pause is committed
+                        with _lost_target():
+                            self._hold(lock)
+                        requested = []  # asked again at the next poll
                     if requested:
                         if position != committed_pos:
                             commit()
@@ -718,6 +754,8 @@ class FlowRunner:
                 if chunk is None:
                     if pending_txns and time.monotonic() - oldest_pending >= max_delay:
                         commit()
+                    elif not in_txn and not pending_txns:
+                        mon.caught_up()  # the source has nothing more for now
                     continue
                 self._streaming = True
                 for item in chunk:
@@ -754,6 +792,8 @@ class FlowRunner:
                     elif kind is Begin:
                         in_txn = True
                         txn_changes = 0
+                        if mon.behind_since is None:
+                            mon.fell_behind(item.commit_time)  # type: ignore[union-attr]
                         txn_tag = decode(item.origin)  # type: ignore[union-attr]
                         txn_origin = None
                         skipping = False
@@ -805,6 +845,8 @@ class FlowRunner:
                             position = hb
                             if not heartbeat_echo:
                                 echo_only = False
+                        if not pending_txns:
+                            mon.caught_up()
                         if not pending_txns and position != committed_pos and (
                             self.once or time.monotonic() - last_checkpoint_write >= IDLE_CHECKPOINT_SECONDS
                         ):
@@ -910,6 +952,7 @@ class FlowRunner:
                 e.commit_time = commit_time
             ConflictLog(sink.conn, self.config.state_schema).add(res.conflicts)
             self.stats.conflicts += len(res.conflicts)
+            self._unsent.extend(("conflict", dataclasses.asdict(e)) for e in res.conflicts)
             self.log.warning("conflicts resolved", count=len(res.conflicts), rule=self.flow.conflicts,
                              tables=sorted({e.table for e in res.conflicts}), position=position)
         if res.ops:
@@ -920,6 +963,7 @@ class FlowRunner:
         schema = self.config.state_schema
         if letters:
             DeadLetters(sink.conn, schema).add(letters)
+            self._unsent.extend(("dead_letter", dataclasses.asdict(d)) for d in letters)
         if audits:
             for e in audits:
                 e.flow = self.flow.name
@@ -1001,6 +1045,11 @@ class FlowRunner:
         pauses = Pauses(sink.conn, self.config.state_schema)
         pause = pauses.get(self.flow.name)
         sink.conn.commit()
+        if pause is not None and pause.status == "paused" and pause.position is None:
+            self.log.warning(f"flow paused by an operator: `replicator resume {self.flow.name}` continues")
+            self._wait_resumed(sink.conn, pause.reason)  # paused before this process started
+            pause = pauses.get(self.flow.name)
+            sink.conn.commit()
         paused = pause is not None and pause.status == "paused"
         if self.flow.limits is None and not paused:
             return None
@@ -1020,14 +1069,49 @@ class FlowRunner:
                                   f" then `replicator resume {name}` lets it through")
         self.log.warning("flow is paused by a change limit: nothing of the transaction was written;"
                          f" `replicator resume {name}` lets it through", reason=reason)
-        pauses = Pauses(sink.conn, self.config.state_schema)
+        self._wait_resumed(sink.conn, reason)
+
+    def _wait_resumed(self, conn: Any, reason: str) -> None:
+        """Wait until the flow's pause is lifted (``replicator resume``); _Stopped on stop."""
+        pauses = Pauses(conn, self.config.state_schema)
+        self.mon.set_state("paused", reason)
         while not self.stop.wait(PAUSE_POLL_SECONDS):
-            pause = pauses.get(name)
-            sink.conn.commit()
+            pause = pauses.get(self.flow.name)
+            conn.commit()
             if pause is None or pause.status != "paused":
                 self.log.info("flow resumed")
+                self.mon.set_state("running")
                 return
         raise _Stopped
+
+    def _pause_requested(self, lock: FlowLock) -> bool:
+        """Whether ``replicator pause`` asked this running flow to stop where it is."""
+        pause = Pauses(lock.conn, self.config.state_schema).get(self.flow.name)
+        return pause is not None and pause.status == "paused" and pause.position is None
+
+    def _hold(self, lock: FlowLock) -> None:
+        """Paused by an operator: everything read so far is committed; wait for ``resume``."""
+        self.log.warning(f"flow paused by an operator: `replicator resume {self.flow.name}` continues")
+        self.mon.event("paused", "paused by an operator")
+        self._notify("paused", reason="paused by an operator", position=self.mon.position, by="operator")
+        self._wait_resumed(lock.conn, "paused by an operator")
+
+    def _notify(self, event: str, **data: Any) -> None:
+        if self.notifier is not None:
+            self.notifier.send(event, self.flow.name, **data)
+
+    def _announce(self) -> None:
+        """After a commit: count and send what the committed transaction recorded."""
+        unsent, self._unsent = self._unsent, []
+        for event, data in unsent:
+            if event == "conflict":
+                self.mon.conflicts += 1
+                self.mon.event("conflict", f"{data['table']} {data['key']}: {data['winner'] or 'parked'}"
+                               f" ({data['rule']})")
+            elif event == "dead_letter":
+                self.mon.dead_letters += 1
+                self.mon.event("dead_letter", f"{data['source_table']} {data['key']}: {data['reason']}")
+            self._notify(event, **data)
 
     def _paused(self, sink: Sink, exc: GuardTripped) -> None:
         """A guard tripped: drop the open target transaction and record the pause; the next
@@ -1039,25 +1123,31 @@ class FlowRunner:
             return
         Pauses(sink.conn, self.config.state_schema).pause(self.flow.name, exc.reason, exc.position)
         sink.conn.commit()
+        self.mon.event("paused", exc.reason, position=exc.position)
+        self._notify("paused", reason=exc.reason, position=exc.position, by="change limit")
         self.log.warning("a change limit was exceeded: pausing the flow before that transaction",
                          reason=exc.reason, position=exc.position)
 
     def _mark_done(self, sink: Sink, table: str, position: str) -> None:
         """In the open target transaction: the table's copy is done, as of its snapshot."""
         SnapshotState(sink.conn, self.config.state_schema).finish(self.flow.name, table, position)
+        self._unsent.append(("snapshot_finished", {"table": table, "position": position}))
         self.log.info("table copied; streaming continues after its snapshot", table=table, position=position)
 
     def _commit(
         self, sink: Sink, source: Source, checkpoint: Checkpoint, position: Position,
-        changes: int, transactions: int, t0: float,
+        changes: int, transactions: int, t0: float, counts: dict[tuple[TableId, str], int],
     ) -> None:
         """Run by the writer: commit the target transaction with its checkpoint, then (only
-        then) acknowledge the source."""
+        then) acknowledge the source; then tell the monitors and the webhooks."""
         sink.commit(checkpoint)
         self.stats.batches += 1
         if self._crash_after and self.stats.batches >= self._crash_after:
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: crash between commit and ack
         source.acknowledge(position)
+        self.mon.applied(counts, transactions, checkpoint.position, checkpoint.source_commit_time,
+                         checkpoint.changes_applied, time.perf_counter() - t0)
+        self._announce()
         if changes:
             self.stats.changes += changes
             self.stats.transactions += transactions
@@ -1140,6 +1230,19 @@ def _state_ddl(sink: Sink) -> Iterator[None]:
 _STATE_DDL_LOCK = 0x7265706C  # "repl": the key of the state-DDL advisory lock
 
 
+@contextmanager
+def _lost_target() -> Iterator[None]:
+    """Errors of the lock's own connection to the target (polls for requests and pauses)
+    are a lost connection like any other: retried from the checkpoint."""
+    import psycopg
+    import pymysql
+
+    try:
+        yield
+    except (psycopg.OperationalError, pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        raise TransientError(f"lost the target connection: {exc}") from None
+
+
 class _Stopped(Exception):
     """Stop requested while the pipeline waited for a snapshot in mid-transaction."""
 
@@ -1153,8 +1256,15 @@ def _txn_position_text(source: Source, position: Position) -> str | None:
     return source.format_position(position)
 
 
-def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: threading.Event) -> list[tuple[str, BaseException]]:
-    """Run flows in threads until they finish or ``stop`` is set; returns the failures."""
+def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: threading.Event,
+              http: HttpConfig | None = None) -> list[tuple[str, BaseException]]:
+    """Run flows in threads until they finish or ``stop`` is set; returns the failures. With
+    ``http``, serve /metrics, /readyz, /status.json and the dashboard meanwhile."""
+    from .endpoint import Endpoint
+    from .notify import Notifier
+    from .probe import Sampler
+    from .telemetry import sample_lag_history
+
     failures: list[tuple[str, BaseException]] = []
     lock = threading.Lock()
     # Each flow's reader thread decodes without pause while its writer thread waits on the
@@ -1165,21 +1275,53 @@ def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: thre
     # thresholds the collector rescans them constantly (-13% CPU on a MariaDB catch-up).
     gc.set_threshold(100_000, 50, 1000)
 
+    hooks = config.notifications.webhooks
+    notifier = Notifier(hooks) if hooks else None
+    MONITORS.webhooks = notifier
+    for f in flows:
+        MONITORS.flow(f.name, f.source, f.target).set_state("starting")
+    watching = threading.Event()
+    helpers: list[Callable[[], None]] = []
+    if http is not None:
+        endpoint = Endpoint(http, MONITORS)  # first: a port in use fails before anything runs
+        endpoint.start()
+        helpers.append(endpoint.stop)
+        history = threading.Thread(target=sample_lag_history, args=(MONITORS, watching), name="lag-history", daemon=True)
+        history.start()
+        log.info("http endpoint listening", url=f"http://{http.listen}/", metrics=f"http://{http.listen}/metrics")
+    if http is not None or notifier is not None:
+        sampler = Sampler(config, flows, MONITORS, notifier)
+        sampler.start()
+        helpers.append(sampler.stop)
+
     def target(flow: FlowConfig) -> None:
+        mon = MONITORS.flow(flow.name)
         try:
-            FlowRunner(config, flow, once=once, stop=stop).run()
+            FlowRunner(config, flow, once=once, stop=stop, notifier=notifier).run()
+            mon.set_state("stopped")
         except BaseException as exc:
             with lock:
                 failures.append((flow.name, exc))
+            mon.set_state("failed", str(exc))
+            mon.event("error", str(exc))
+            if notifier is not None:
+                notifier.send("failed", flow.name, error=str(exc))
             if not isinstance(exc, ReplicatorError):
                 log.exception("flow crashed", flow=flow.name)
             elif not isinstance(exc, ConfigError):  # the command line says what is wrong with the config
                 log.error("flow stopped", flow=flow.name, error=str(exc))
 
     threads = [threading.Thread(target=target, args=(f,), name=f"flow-{f.name}") for f in flows]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(timeout=0.5)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)
+    finally:
+        watching.set()
+        for stop_helper in helpers:
+            stop_helper()
+        if notifier is not None:
+            notifier.close(wait=5.0)  # a moment for the last notifications
     return failures

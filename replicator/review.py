@@ -14,7 +14,7 @@ from .batch import TableOps
 from .binding import BoundTable, bind_tables, open_sink, open_source
 from .config import Config, FlowConfig, reverse_name
 from .deadletter import DeadLetter, DeadLetters
-from .errors import ConfigError
+from .errors import ConfigError, ReplicatorError
 from .guards import Pause, Pauses
 from .records import Row
 from .snapshot import select_tables
@@ -177,6 +177,23 @@ def resume(config: Config, flow: FlowConfig) -> Pause | None:
         pauses.ensure()
         sink.conn.commit()
         return pauses.resume(flow.name)
+    finally:
+        sink.close()
+
+
+def pause(config: Config, flow: FlowConfig, reason: str) -> None:
+    """An operator's pause: a running flow commits what it has and waits for ``resume``."""
+    sink = open_sink(config, flow)
+    try:
+        pauses = Pauses(sink.conn, config.state_schema)
+        pauses.ensure()
+        sink.conn.commit()
+        current = pauses.get(flow.name)
+        if current is not None and current.status == "paused":
+            sink.conn.commit()
+            raise ReplicatorError(f"flow {flow.name} is already paused ({current.reason})")
+        pauses.pause(flow.name, reason, None)
+        sink.conn.commit()
     finally:
         sink.close()
 

@@ -61,3 +61,107 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
             }
         )
     return rows
+
+
+def _state_counts(conn: Any, schema: str, flow: str) -> dict[str, Any]:
+    """Open dead letters, conflicts (all, and parked) and the pause of a flow, from the
+    target's state tables (a table that does not exist yet counts nothing)."""
+    from .statedb import StateDB
+
+    db = StateDB(conn, schema)
+    out: dict[str, Any] = {"dead_letters_open": 0, "conflicts_total": 0, "conflicts_parked": 0, "pause": None}
+    queries = {
+        "dead_letters_open": f"SELECT count(*) FROM {db.table('dead_letters')} WHERE flow = %s AND status = 'open'",
+        "conflicts_total": f"SELECT count(*) FROM {db.table('conflicts')} WHERE flow = %s",
+        "conflicts_parked": f"SELECT count(*) FROM {db.table('conflicts')} WHERE flow = %s AND status = 'parked'",
+    }
+    for name, query in queries.items():
+        try:
+            out[name] = int(db.exec(query, (flow,))[0][0])
+        except Exception:  # noqa: BLE001 -- the table is created by the first run that needs it
+            conn.rollback()
+    try:
+        rows = db.exec(f"SELECT status, reason, position, paused_at FROM {db.table('pauses')} WHERE flow = %s", (flow,))
+        if rows and rows[0][0] == "paused":
+            out["pause"] = {"reason": rows[0][1], "position": rows[0][2], "since": jsonable_time(db.ts_read(rows[0][3]))}
+    except Exception:  # noqa: BLE001
+        conn.rollback()
+    conn.commit()
+    return out
+
+
+def jsonable_time(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def live_status(config: Config, timeout: float = 2.0) -> tuple[dict[str, Any] | None, str | None]:
+    """The running instance's /status.json (None and why when there is none)."""
+    import httpx
+
+    if config.http is None:
+        return None, "no http endpoint configured (http.listen): live fields need one"
+    headers = {"Authorization": f"Bearer {config.http.token}"} if config.http.token else {}
+    host = config.http.host if config.http.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = f"http://{host}:{config.http.port}/status.json"
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.HTTPError:
+        return None, f"no replicator run answers at {host}:{config.http.port}"
+    if response.status_code != 200:
+        return None, f"{host}:{config.http.port} answered HTTP {response.status_code}"
+    doc: dict[str, Any] = response.json()
+    return doc, None
+
+
+def flow_status(config: Config, flows: list[FlowConfig]) -> dict[str, Any]:
+    """``replicator status``: per flow, what the target records (checkpoint, totals, pauses,
+    dead letters, conflicts), the source's position, and -- when a ``run`` answers on the
+    configured endpoint -- its live state, counts since start, errors and batch times."""
+    from .probe import position_lag
+
+    live, why = live_status(config)
+    live_flows = {f["flow"]: f for f in (live or {}).get("flows", [])}
+    out = []
+    for row in checkpoint_rows(config, flows):
+        flow = config.flow(row["flow"])
+        sink = open_sink(config, flow)
+        try:
+            counts = _state_counts(sink.conn, config.state_schema, flow.name)
+        finally:
+            sink.close()
+        source = open_source(config, flow)
+        try:
+            lag_position, unit = (None, "bytes")
+            if row["position"] is not None and row["source_position"] is not None:
+                lag_position, unit = position_lag(source.parse_position(row["source_position"]),
+                                                  source.parse_position(row["position"]))
+        finally:
+            source.close()
+        l = live_flows.get(flow.name)
+        pause = counts.pop("pause")
+        if l is not None:
+            state, reason = l["state"], l["reason"]
+        elif pause is not None:
+            state, reason = "paused", pause["reason"]
+        else:
+            state, reason = "not running", why
+        entry: dict[str, Any] = {
+            "flow": flow.name, "source": flow.source, "target": flow.target,
+            "state": state, "reason": reason,
+            "last_sync": (l or {}).get("last_sync") or row["updated_at"],
+            "position": row["position"], "source_position": row["source_position"],
+            "lag_seconds": l["lag_seconds"] if l is not None else (0.0 if lag_position == 0 else None),
+            "lag_position": lag_position, "lag_unit": unit,
+            "changes_total": row["changes_applied"], "transactions_total": row["transactions_applied"],
+            "since_start": l["since_start"] if l is not None else None,
+            "by_table": l["by_table"] if l is not None else None,
+            "errors": l["errors"] if l is not None else None,
+            "conflicts": l["conflicts"] if l is not None else None,
+            "dead_letters": l["dead_letters"] if l is not None else None,
+            "batch_ms": l["batch_ms"] if l is not None else None,
+            **counts,
+            "pause": pause,
+            "snapshots": row["snapshots"],
+        }
+        out.append(entry)
+    return {"running": live is not None, "webhooks": (live or {}).get("webhooks"), "flows": out}
