@@ -20,10 +20,13 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import HttpConfig
 from .telemetry import Monitors
+
+log = structlog.get_logger("replicator")
 
 STREAMING = ("running", "snapshotting")
 
@@ -68,7 +71,11 @@ class Endpoint:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 -- the stdlib's name
-                endpoint._handle(self)
+                try:
+                    endpoint._handle(self)
+                except Exception as exc:  # noqa: BLE001 -- a bug here must not look like an outage
+                    log.exception("http endpoint error", path=self.path.split("?")[0])
+                    _send(self, 500, f"internal error: {type(exc).__name__}\n".encode(), "text/plain")
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
                 pass  # requests are not worth a log line each

@@ -41,6 +41,7 @@ def setup(fmt: str = "auto", secrets: list[str] | None = None, level: int = logg
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # a crash's traceback, as one field
             redact,
             renderer,
         ],

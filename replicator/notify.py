@@ -110,12 +110,12 @@ class Notifier:
         self.last_error: str | None = None
         self._deliveries = [_Delivery(h, self) for h in hooks]
 
-    def send(self, event: str, flow: str, **data: Any) -> None:
+    def send(self, event: str, flow: str, /, **data: Any) -> None:
         """Queue a notification for every webhook that wants ``event`` (never blocks)."""
         wanted = [d for d in self._deliveries if event in d.hook.events]
         if not wanted:
             return
-        body = json.dumps({"event": event, "flow": flow, "at": _utc(), **jsonable(data)}, ensure_ascii=False).encode()
+        body = json.dumps({**jsonable(data), "event": event, "flow": flow, "at": _utc()}, ensure_ascii=False).encode()
         for d in wanted:
             d.put(event, body)
 

@@ -4,7 +4,8 @@
 #   bash scripts/test.sh            # whole suite
 #   bash scripts/test.sh -x -k pg   # arguments go to pytest
 #
-# 1. Installs the database server packages when missing (postgresql, mariadb-server) and
+# 1. Installs the database server packages when missing (postgresql, mariadb-server; and
+#    chromium + chromium-driver for the dashboard's browser test) and
 #    keeps their system services from starting: the tests start their own throwaway
 #    servers (replicator/sandbox.py) on free ports and never touch system ones.
 # 2. Creates .venv (python3 >= 3.11) and installs the project with its dev extras whenever
@@ -58,6 +59,10 @@ fi
 if ! { command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; } ||
     ! command -v mariadb-install-db >/dev/null 2>&1; then
     missing+=(mariadb-server)
+fi
+# the dashboard's browser test drives headless Chromium through its WebDriver
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    missing+=(chromium chromium-driver)
 fi
 if ! venv_ok; then
     py=$(find_python || true)

@@ -14,9 +14,13 @@ process with its endpoint on a free port:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import signal
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +180,191 @@ def test_endpoint_off_loopback_needs_a_token(pg_source: Any, fresh_db_name: str,
     out = cli(cfg, "status")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "needs a token" in out.stderr and "Traceback" not in out.stderr
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class Receiver:
+    """A local HTTP receiver of webhook notifications (can start later than the replicator)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.got: list[tuple[dict[str, str], bytes]] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        got = self.got
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        """The bodies of ``kind`` notifications, each checked against its signature; a
+        delivery id seen twice (a retry that did arrive) counts once."""
+        out, seen = [], set()
+        for headers, body in list(self.got):
+            if headers["x-replicator-event"] != kind or headers["x-replicator-delivery"] in seen:
+                continue
+            seen.add(headers["x-replicator-delivery"])
+            want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            assert hmac.compare_digest(headers["x-replicator-signature"], want), "bad signature"
+            out.append(json.loads(body))
+        return out
+
+
+SECRET = "whsec-test-3f9a"
+
+
+def hooks_yaml(port: int, events: str) -> str:
+    return (f"notifications:\n  webhooks:\n    - url: 'http://127.0.0.1:{port}/hook'\n"
+            f"      events: {events}\n      secret: {SECRET}\n")
+
+
+def test_dead_letter_webhooks_are_signed_and_reach_a_receiver_that_was_down(
+        pg_source: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    db = fresh_db_name
+    pg_source.create_database(db)
+    pg_target.create_database(db)
+    for server in (pg_source, pg_target):
+        pg_script(server, db, "CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
+    port, hook_port = free_port(), free_port()
+    tables = "      - source: items\n        validate: ['qty >= 0']\n"
+    cfg = write_config(tmp_path / "r.yaml", "wh", pg_source.url(db), pg_target.url(db), tables,
+                       batch="{max_rows: 500, max_delay_ms: 50}")
+    cfg.write_text(cfg.read_text() + f"http: {{listen: '127.0.0.1:{port}'}}\n" + hooks_yaml(hook_port, "[dead_letter]"))
+    receiver = Receiver(hook_port)  # not listening yet
+    rep = Replicator(cfg, tmp_path)
+    try:
+        rep.start()
+        wait_for("the flow to run", lambda: live_or_none(port, "wh") == "running", timeout=60)
+        pg_script(pg_source, db, "INSERT INTO items VALUES (1, 'good', 5), (2, 'bad', -1), (3, 'good', 7)")
+        wait_for("the good rows to land", lambda: [tuple(r) for r in pg_fetch(pg_target, db, QUERY)]
+                 == [(1, "good", 5), (3, "good", 7)])
+        wait_for("failed deliveries to show in status",
+                 lambda: get(port, "/status.json").json()["webhooks"]["failed_attempts"] >= 2, timeout=30)
+        hooks = get(port, "/status.json").json()["webhooks"]
+        assert hooks["pending"] == 1 and hooks["delivered"] == 0 and "HTTP" not in str(hooks["last_error"])
+        assert SECRET not in rep.log()
+        # rows keep flowing while the notification waits
+        pg_script(pg_source, db, "INSERT INTO items VALUES (4, 'later', 1)")
+        wait_for("rows to keep flowing", lambda: (4, "later", 1) in [tuple(r) for r in pg_fetch(pg_target, db, QUERY)])
+        receiver.start()
+        wait_for("the dead letter notification", lambda: len(receiver.events("dead_letter")) == 1, timeout=90)
+        (note,) = receiver.events("dead_letter")
+        assert note["event"] == "dead_letter" and note["flow"] == "wh"
+        assert note["source_table"] == "public.items" and note["key"] == {"id": 2}
+        assert note["rule"] == "validate: qty >= 0" and note["row"]["qty"] == -1
+        assert get(port, "/status.json").json()["webhooks"]["delivered"] == 1
+        assert live(port, "wh")["dead_letters"] == 1
+    finally:
+        rep.cleanup()
+        receiver.stop()
+
+
+def live_or_none(port: int, flow: str) -> str | None:
+    try:
+        return str(live(port, flow)["state"])
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def test_conflict_webhook(mariadb: Any, pg_source: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    from test_twoway import Systems, both_flow, synced
+
+    s = Systems(mariadb, pg_source, fresh_db_name, tmp_path)
+    hook_port = free_port()
+    receiver = Receiver(hook_port)
+    receiver.start()
+    cfg, rep = synced(s, both_flow("cw"), range(1, 4))
+    cfg.write_text(cfg.read_text() + hooks_yaml(hook_port, "[conflict]"))
+    try:
+        # the same row changed on both sides while the replicator is down
+        s.write("crm", ["UPDATE contacts SET name = 'crm-side' WHERE id = 2"])
+        s.write("shop", ["UPDATE contacts SET name = 'shop-side' WHERE id = 2"])
+        rep.start()
+        wait_for("both sides to hold crm's row", lambda: s.rows("shop") == s.rows("crm")
+                 and s.rows("crm")[1][1] == "crm-side", timeout=120)
+        wait_for("the conflict notification", lambda: len(receiver.events("conflict")) == 1, timeout=60)
+        (note,) = receiver.events("conflict")
+        assert note["flow"] == "cw-reverse" and note["winner"] == "crm" and note["rule"] == "priority"
+        assert note["key"] == {"id": 2} and note["incoming"]["name"] == "shop-side"
+        assert note["current"]["name"] == "crm-side"
+    finally:
+        rep.cleanup()
+        receiver.stop()
+
+
+# --------------------------------------------------------------------------- the dashboard
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def test_dashboard_in_headless_chromium_shows_flows_and_updates(pg_source: Any, pg_target: Any,
+                                                                fresh_db_name: str, tmp_path: Path) -> None:
+    """The page at / in a real browser: it loads, lists the flow, and its counters move when
+    rows flow -- without reloading. A screenshot goes to test-artifacts/dashboard.png."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    db = fresh_db_name
+    pg_source.create_database(db)
+    pg_target.create_database(db)
+    pg_script(pg_source, db, "CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
+    port = free_port()
+    cfg = write_config(tmp_path / "r.yaml", "dash", pg_source.url(db), pg_target.url(db), ["items"],
+                       batch="{max_rows: 500, max_delay_ms: 50}")
+    cfg.write_text(cfg.read_text() + f"http: {{listen: '127.0.0.1:{port}'}}\n")
+    rep = Replicator(cfg, tmp_path)
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(arg)
+    browser = None
+    try:
+        rep.start()
+        wait_for("the flow to run", lambda: live_or_none(port, "dash") == "running", timeout=60)
+        browser = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        browser.get(f"http://127.0.0.1:{port}/")
+        assert browser.title == "replicator"
+
+        def cell(name: str) -> str:
+            return str(browser.find_element(By.CSS_SELECTOR, f'#flows tr[data-flow="dash"] td.{name}').text)
+
+        wait_for("the page to list the flow", lambda: bool(browser.find_elements(By.CSS_SELECTOR, '#flows tr[data-flow="dash"]')),
+                 timeout=30)
+        assert cell("state") == "running" and cell("route") == "src → dst" and cell("inserts") == "0"
+        wait_for("the ready badge", lambda: browser.find_element(By.ID, "ready").text == "ready", timeout=30)
+
+        for t in range(5):
+            pg_script(pg_source, db, "INSERT INTO items SELECT g, 'n', g FROM generate_series(%d, %d) g" % (t * 40 + 1, t * 40 + 40))
+        pg_script(pg_source, db, "UPDATE items SET qty = 0 WHERE id <= 25")
+        wait_for("the page to count the rows", lambda: cell("inserts") == "200" and cell("updates") == "25", timeout=60)
+        assert cell("total") == "225" and cell("deletes") == "0" and cell("errors") == "0"
+        wait_for("the lag chart to draw a line", lambda: bool(browser.find_elements(By.CSS_SELECTOR, "#chart polyline.lag-line")),
+                 timeout=30)
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
+        assert browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        assert [tuple(r) for r in pg_fetch(pg_target, db, QUERY)] == [tuple(r) for r in pg_fetch(pg_source, db, QUERY)]
+    finally:
+        if browser is not None:
+            browser.quit()
+        rep.cleanup()
