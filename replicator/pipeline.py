@@ -581,14 +581,6 @@ class FlowRunner:
         checked = bool(transforms) or guard is not None or auditing or two_way
 
         def take(item: Item | RawRows, mapping: TableMapping, counted: bool = False) -> int:
-            """:func:`put`, counted by table and op for status and /metrics."""
-            n = put(item, mapping, counted)
-            if n:
-                k = (item.table, item.op)  # type: ignore[union-attr]
-                op_counts[k] = op_counts.get(k, 0) + n
-            return n
-
-        def put(item: Item | RawRows, mapping: TableMapping, counted: bool = False) -> int:
             """Put a change (or a passthrough group) into the open target transaction's
             buffers, keeping the order between the two kinds; the number of row changes."""
             nonlocal batch_used
@@ -636,7 +628,11 @@ class FlowRunner:
                     n = len(item.keys) if isinstance(item, RawRows) else 1
                     spooled -= n
                     if not (snap is not None and txn is not None and gate.covered(txn, snap)):
-                        replayed += take(item, mapping, counted=True)  # counted when it was read
+                        got = take(item, mapping, counted=True)  # counted against limits when it was read
+                        if got:
+                            k = (item.table, item.op)  # type: ignore[union-attr]
+                            op_counts[k] = op_counts.get(k, 0) + got  # for status and /metrics
+                        replayed += got
                 assert snap is not None
                 # the position's text now: the gate forgets positions the stream has passed
                 writer.run(self._mark_done, sink, str(table), source.format_position(snap))
@@ -788,7 +784,11 @@ class FlowRunner:
                             spools.setdefault(table, []).append((txn_position, item))
                             spooled += len(item.keys) if isinstance(item, RawRows) else 1
                             continue
-                        txn_changes += take(item, last_mapping)
+                        got = take(item, last_mapping)
+                        if got:
+                            k = (table, item.op)  # type: ignore[union-attr]
+                            op_counts[k] = op_counts.get(k, 0) + got  # for status and /metrics
+                            txn_changes += got
                     elif kind is Begin:
                         in_txn = True
                         txn_changes = 0
