@@ -1167,7 +1167,12 @@ def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: thre
 
     def target(flow: FlowConfig) -> None:
         try:
-            FlowRunner(config, flow, once=once, stop=stop).run()
+            if flow.schedule is not None:  # batch mode: runs at set times (replicator.schedule)
+                from .schedule import run_flow
+
+                run_flow(config, flow, once=once, stop=stop)
+            else:
+                FlowRunner(config, flow, once=once, stop=stop).run()
         except BaseException as exc:
             with lock:
                 failures.append((flow.name, exc))
