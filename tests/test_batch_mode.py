@@ -138,3 +138,72 @@ def test_scheduled_flow_writes_each_row_once(pg_source: Any, pg_target: Any, fre
     finally:
         rep.cleanup()
         drop_slot_when_released(pg_source, f"replicator_{flow}")
+
+
+FK_DDL = """
+CREATE TABLE parent (id int PRIMARY KEY, name text NOT NULL);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int NOT NULL REFERENCES parent (id){deferrable}, note text);
+CREATE TABLE grandchild (id int PRIMARY KEY, child_id int REFERENCES child (id){deferrable});
+"""
+FK_SEED = """
+INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 5) g;
+INSERT INTO child VALUES (11, 3, 'c11'), (12, 4, 'c12'), (13, 5, 'c13');
+INSERT INTO grandchild VALUES (101, 12), (102, 13);
+"""
+
+
+@pytest.mark.parametrize("deferrable", ["", " DEFERRABLE"], ids=["not-deferrable", "deferrable"])
+def test_foreign_keys_enforced_on_the_target(
+    pg_source: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path, deferrable: str
+) -> None:
+    """A target role that may not switch foreign keys off (no superuser: no
+    ``session_replication_role = replica``): the netted backlog of a scheduled run must still
+    be written in an order the target's foreign keys accept — parents' inserts before their
+    children's, children's deletes before their parents' — with the tables listed child first."""
+    db = fresh_db_name
+    flow = f"schedfk_{secrets.token_hex(3)}"
+    role, password = f"owner_{secrets.token_hex(3)}", secrets.token_hex(8)
+    ddl = FK_DDL.format(deferrable=deferrable)
+    pg_source.create_database(db)
+    pg_source.execute(ddl + FK_SEED, dbname=db)
+    pg_target.add_password_user(role, password)
+    pg_target.create_database(db)
+    pg_target.execute(f'ALTER DATABASE "{db}" OWNER TO "{role}"')
+    url = pg_target.url(db, user=role, password=password)
+    pg_script(pg_target, db, f'SET ROLE "{role}"', "CREATE SCHEMA app", f'ALTER ROLE "{role}" SET search_path = app')
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ddl.replace("TABLE ", "TABLE app.") + FK_SEED)  # type: ignore[arg-type]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the role cannot switch them off
+            conn.execute("SET session_replication_role = replica")
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            conn.execute("INSERT INTO app.child VALUES (99, 99, 'orphan')")
+    tables = "".join(f"      - {{source: public.{t}, target: app.{t}}}\n" for t in ("grandchild", "child", "parent"))
+    cfg = write_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), url, tables)
+    cfg.write_text(cfg.read_text().replace("    target: dst\n", "    target: dst\n    snapshot: never\n    schedule: {every: 1h}\n"))
+    rep = Replicator(cfg, tmp_path)
+    try:
+        rep.recover()
+
+        def script(*stmts: str) -> None:
+            pg_script(pg_source, db, "BEGIN", *stmts, "COMMIT")
+
+        script("INSERT INTO parent VALUES (10, 'p10')")  # the parent table is touched first
+        script("INSERT INTO child VALUES (20, 10, 'c20')", "INSERT INTO grandchild VALUES (103, 20)")
+        script("UPDATE child SET parent_id = 10 WHERE id = 11", "DELETE FROM parent WHERE id = 3")
+        script("DELETE FROM grandchild WHERE id = 101", "DELETE FROM child WHERE id = 12", "DELETE FROM parent WHERE id = 4")
+        script("UPDATE grandchild SET child_id = 20 WHERE id = 102", "DELETE FROM child WHERE id = 13",
+               "DELETE FROM parent WHERE id = 5")
+        script("INSERT INTO parent VALUES (4, 'p4 again')", "INSERT INTO child VALUES (12, 4, 'c12 again')")
+        script("INSERT INTO parent VALUES (30, 'p30')", "INSERT INTO child VALUES (30, 30, 'c30')",
+               "INSERT INTO grandchild VALUES (130, 30)")
+        script("DELETE FROM grandchild WHERE id = 130", "DELETE FROM child WHERE id = 30", "DELETE FROM parent WHERE id = 30")
+        rep.recover()  # one scheduled run (run --once): the whole backlog in one target transaction
+        assert "applied batch" in rep.log()
+        for table in ("parent", "child", "grandchild"):
+            assert_same_table(table, pg_rows(pg_source, db, table),
+                              [tuple(r) for r in pg_fetch(pg_target, db, f"SELECT * FROM app.{table} ORDER BY id")])
+    finally:
+        rep.cleanup()
+        drop_slot_when_released(pg_source, f"replicator_{flow}")
