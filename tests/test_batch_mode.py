@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from dbhelpers import my_script, pg_fetch, pg_script, write_config
+from dbhelpers import cli, my_fetch, my_script, pg_fetch, pg_script, write_config
 from processes import (
     PgTarget,
     Replicator,
@@ -99,6 +99,10 @@ def test_scheduled_flow_writes_each_row_once(pg_source: Any, pg_target: Any, fre
     try:
         rep.recover()  # `run --once` of a scheduled flow: one run now (creates the slot, the checkpoint)
         assert target.checkpoint(flow) is not None
+        check = cli(cfg, "check")
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert f"scheduled (every 4s, runs up to 0.00111 h apart): the source keeps the WAL of that time in slot" \
+               f" replicator_{flow} (no limit)" in check.stdout, check.stdout
 
         def script(stmts: list[str]) -> None:
             pg_script(pg_source, db, "BEGIN", *stmts, "COMMIT")
@@ -207,3 +211,39 @@ def test_foreign_keys_enforced_on_the_target(
     finally:
         rep.cleanup()
         drop_slot_when_released(pg_source, f"replicator_{flow}")
+
+
+def test_mariadb_source_scheduled_run_writes_each_row_once(
+    mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path
+) -> None:
+    """The other netting path (decoded values, replicator.batch) from a binlog backlog."""
+    db = fresh_db_name
+    flow = f"schedmy_{secrets.token_hex(3)}"
+    mariadb.create_database(db)
+    my_script(mariadb, db, "CREATE TABLE t (id BIGINT PRIMARY KEY, version INT NOT NULL, v TEXT)",
+              "INSERT INTO t VALUES " + ", ".join(f"({i}, 0, 'v{i}')" for i in range(1, 21)))
+    target = PgTarget(pg_target, db, "CREATE TABLE t (id bigint PRIMARY KEY, version int NOT NULL, v text);"
+                      " INSERT INTO t SELECT g, 0, 'v' || g FROM generate_series(1, 20) g;" + version_log_sql("t"))
+    target.create_tables()
+    cfg = write_config(tmp_path / "replicator.yaml", flow, mariadb.url(db), target.url, ["t"])
+    cfg.write_text(cfg.read_text().replace(
+        "    target: dst\n", "    target: dst\n    snapshot: never\n    schedule: {cron: \"0 2 * * *\", timezone: Europe/Berlin}\n"))
+    rep = Replicator(cfg, tmp_path)
+    rep.recover()
+    check = cli(cfg, "check")
+    assert "scheduled (cron '0 2 * * *' Europe/Berlin, runs up to 24 h apart): binlogs are kept" in check.stdout \
+        or "binlogs expire after" in check.stdout, check.stdout
+    for k in range(10):
+        my_script(mariadb, db, "BEGIN", f"UPDATE t SET version = version + 1, v = 'u{k}' WHERE id = 3", "COMMIT")
+    my_script(mariadb, db, "BEGIN", "INSERT INTO t VALUES (100, 0, 'new')", "COMMIT")
+    for _ in range(4):
+        my_script(mariadb, db, "BEGIN", "UPDATE t SET version = version + 1 WHERE id = 100", "COMMIT")
+    my_script(mariadb, db, "BEGIN", "INSERT INTO t VALUES (200, 0, 'gone')", "COMMIT")
+    my_script(mariadb, db, "BEGIN", "DELETE FROM t WHERE id = 200", "COMMIT")
+    rep.recover()  # one scheduled run now
+    cp = target.checkpoint(flow)
+    assert cp is not None and cp[1] == 10 + 5 + 2
+    log = version_log(pg_target, db, "t")
+    assert sorted((i, v) for i, v, _op in log) == [(3, 10), (100, 4)], log
+    src = [tuple(r) for r in my_fetch(mariadb, db, "SELECT * FROM t ORDER BY id")]
+    assert_same_table("t", src, target.rows("t"))
