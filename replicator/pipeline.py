@@ -701,7 +701,8 @@ class FlowRunner:
                         settle()
                     return writer.finish()
                 if pending_txns:
-                    wait = max(0.0, oldest_pending + max_delay - time.monotonic())
+                    # (at most 1 s: a stop is noticed while a long max_delay runs, e.g. a scheduled run's)
+                    wait = min(1.0, max(0.0, oldest_pending + max_delay - time.monotonic()))
                 else:
                     wait = 0.5
                 try:
