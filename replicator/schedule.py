@@ -19,6 +19,8 @@ Two parts, so that the timing is testable without waiting:
   (``every``: the last start plus the interval; ``at``/``cron``: the next matching wall-clock
   minute in the schedule's time zone; a wall time skipped by a DST change runs at the instant
   it maps to, a repeated one runs once).
+* :func:`run_flow` — what ``run`` does with a scheduled flow: the loop, under a lock of its own
+  on the target (one scheduler per flow; ``run --once`` still runs the flow in between).
 * :class:`ScheduleLoop` — waits for that instant on the caller's stop event in steps of at
   most :data:`WAKE_POLL_SECONDS`, asking ``wake()`` at each step whether a manual run was
   requested (the hook for ``replicator sync-now``), then calls ``run()``. The clock and the
@@ -211,19 +213,41 @@ def run_flow(config: Config, flow: FlowConfig, *, once: bool, stop: threading.Ev
     """A scheduled flow: ``once`` runs it now (``run --once``), else at each scheduled time
     until ``stop``. Each run nets the backlog up to the schedule's ``max_rows``."""
     from .config import BatchConfig
-    from .pipeline import FlowRunner
+    from .errors import ReplicatorError, TransientError
+    from .pipeline import LOCK_WAIT_SECONDS, FlowRunner
+    from .snapstate import FlowLock
 
     sched = flow.schedule
     assert sched is not None
     batched = flow.model_copy(update={"batch": BatchConfig(max_rows=sched.max_rows, max_delay_ms=RUN_MAX_DELAY_MS)})
+    if once:
+        FlowRunner(config, batched, once=True, stop=stop).run()
+        return
+    # One scheduler per flow: it holds a lock of its own on the target for as long as it runs
+    # (each run also takes the flow's lock, as any `run` does), so that a second scheduled
+    # `run` of the flow exits saying so, while `run --once` can still run the flow in between.
+    lock = FlowLock(config.systems[flow.target].url, f"{flow.name}:schedule")
+
+    def hold() -> None:
+        try:
+            held = lock.acquire(wait=LOCK_WAIT_SECONDS)
+        except TransientError as exc:  # the target is down: the run retries it
+            log.warning("cannot take the schedule's lock on the target yet", flow=flow.name, error=str(exc))
+            return
+        if not held:
+            raise ReplicatorError(f"flow {flow.name} is already running: another replicator process holds its"
+                                  " schedule's lock on the target (stop it first)")
 
     def run() -> None:
+        if lock.conn is None:  # the target was down when the loop started
+            hold()
         FlowRunner(config, batched, once=True, stop=stop).run()
 
-    if once:
-        run()
-        return
-    ScheduleLoop(sched.plan(), run, stop, wake=wake, name=flow.name).serve()
+    hold()
+    try:
+        ScheduleLoop(sched.plan(), run, stop, wake=wake, name=flow.name).serve()
+    finally:
+        lock.release()
 
 
 

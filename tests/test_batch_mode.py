@@ -134,6 +134,11 @@ def test_scheduled_flow_writes_each_row_once(pg_source: Any, pg_target: Any, fre
         assert [e for e in log if e[0] == 8] == [(8, 10, "U")] and len(log) == 4, log
         for table in TABLES:
             assert_same_table(table, pg_rows(pg_source, db, table), pg_rows(pg_target, db, table))
+        second = cli(cfg, "run", timeout=60)  # while the first one waits for its next run
+        assert second.returncode == 1 and f"flow {flow} is already running" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
+        manual = cli(cfg, "run", "--once", timeout=60)  # a manual run in between is fine
+        assert manual.returncode == 0, manual.stdout + manual.stderr
         assert rep.proc is not None and rep.proc.poll() is None
         rep.proc.terminate()
         assert rep.proc.wait(timeout=30) == 0
