@@ -250,7 +250,6 @@ def run_flow(config: Config, flow: FlowConfig, *, once: bool, stop: threading.Ev
         lock.release()
 
 
-
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
