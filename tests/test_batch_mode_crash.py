@@ -55,11 +55,11 @@ def test_kill_scheduled_flow_mid_run(pg_source: Any, pg_target: Any, fresh_db_na
     try:
         rep.recover()  # the first run creates the slot and the checkpoint
         with psycopg.connect(pg_source.url(db), autocommit=True) as conn:
-            w = generate_workload(PgWorkloadSql(conn), random.Random(5), 60_000, 8_000, big_at=0.5)
+            w = generate_workload(PgWorkloadSql(conn), random.Random(5), 100_000, 10_000, big_at=0.5)
         rng = random.Random(6)
         plan = [Kill("commit", 1), Kill("commit", 3), Kill("commit", 2)]
         plan += [Kill("batch", round(rng.uniform(0.0, 0.2), 2)) for _ in range(3)]  # after a run's first commit
-        plan += [Kill("timed", round(rng.uniform(0.7, 1.1), 2)) for _ in range(2)]
+        plan += [Kill("timed", round(rng.uniform(1.0, 1.5), 2)) for _ in range(2)]
         last = target.checkpoint(flow)
         assert last is not None
         mid_run = 0
