@@ -258,3 +258,47 @@ def test_mariadb_source_scheduled_run_writes_each_row_once(
     assert sorted((i, v) for i, v, _op in log) == [(3, 10), (100, 4)], log
     src = [tuple(r) for r in my_fetch(mariadb, db, "SELECT * FROM t ORDER BY id")]
     assert_same_table("t", src, target.rows("t"))
+
+
+def test_foreign_keys_on_a_mariadb_target(pg_source: Any, mariadb: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    """MariaDB target with InnoDB foreign keys: the session writes with foreign_key_checks = 0
+    (the netted batch is the source's consistent state, only its statement order is ours)."""
+    db = fresh_db_name
+    flow = f"schedfkm_{secrets.token_hex(3)}"
+    ddl = FK_DDL.format(deferrable="")
+    pg_source.create_database(db)
+    pg_source.execute(ddl + FK_SEED, dbname=db)
+    mariadb.create_database(db)
+    my_script(mariadb, db,
+              "CREATE TABLE parent (id INT PRIMARY KEY, name VARCHAR(100) NOT NULL) ENGINE=InnoDB",
+              "CREATE TABLE child (id INT PRIMARY KEY, parent_id INT NOT NULL, note VARCHAR(100),"
+              " FOREIGN KEY (parent_id) REFERENCES parent (id)) ENGINE=InnoDB",
+              "CREATE TABLE grandchild (id INT PRIMARY KEY, child_id INT,"
+              " FOREIGN KEY (child_id) REFERENCES child (id)) ENGINE=InnoDB",
+              "INSERT INTO parent VALUES (1, 'p1'), (2, 'p2'), (3, 'p3'), (4, 'p4'), (5, 'p5')",
+              "INSERT INTO child VALUES (11, 3, 'c11'), (12, 4, 'c12'), (13, 5, 'c13')",
+              "INSERT INTO grandchild VALUES (101, 12), (102, 13)")
+    tables = "".join(f"      - {{source: public.{t}, target: {t}}}\n" for t in ("grandchild", "child", "parent"))
+    cfg = write_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), mariadb.url(db), tables)
+    cfg.write_text(cfg.read_text().replace("    target: dst\n", "    target: dst\n    snapshot: never\n    schedule: {every: 1h}\n"))
+    rep = Replicator(cfg, tmp_path)
+    try:
+        rep.recover()
+
+        def script(*stmts: str) -> None:
+            pg_script(pg_source, db, "BEGIN", *stmts, "COMMIT")
+
+        script("INSERT INTO parent VALUES (10, 'p10')")
+        script("UPDATE child SET parent_id = 10 WHERE id = 11", "DELETE FROM parent WHERE id = 3")
+        script("DELETE FROM grandchild WHERE id = 101", "DELETE FROM child WHERE id = 12", "DELETE FROM parent WHERE id = 4")
+        script("INSERT INTO parent VALUES (4, 'p4 again')", "INSERT INTO child VALUES (12, 4, 'c12 again')",
+               "INSERT INTO grandchild VALUES (101, 12)")
+        rep.recover()
+        for table in ("parent", "child", "grandchild"):
+            assert_same_table(table, pg_rows(pg_source, db, table),
+                              [tuple(r) for r in my_fetch(mariadb, db, f"SELECT * FROM {table} ORDER BY id")])
+        orphans = my_fetch(mariadb, db, "SELECT c.id FROM child c LEFT JOIN parent p ON p.id = c.parent_id WHERE p.id IS NULL")
+        assert orphans == []
+    finally:
+        rep.cleanup()
+        drop_slot_when_released(pg_source, f"replicator_{flow}")
