@@ -37,7 +37,7 @@ from .config import Config, FlowConfig, LimitsConfig
 from .conflictlog import ConflictLog
 from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
-from .errors import ConfigError, ReplicatorError, SchemaError, TransientError
+from .errors import ConfigError, FlowPaused, ReplicatorError, SchemaError, TransientError
 from .guards import Guard, GuardTripped, Pauses
 from .loopguard import TaggedSink, decode, ensure_tag_table, tag_table
 from .mapping import TableMapping
@@ -1017,7 +1017,7 @@ class FlowRunner:
     def _await_resume(self, sink: Sink, reason: str) -> None:
         name = self.flow.name
         if self.once:
-            raise ReplicatorError(f"flow {name} is paused by a change limit ({reason}): check the change,"
+            raise FlowPaused(f"flow {name} is paused by a change limit ({reason}): check the change,"
                                   f" then `replicator resume {name}` lets it through")
         self.log.warning("flow is paused by a change limit: nothing of the transaction was written;"
                          f" `replicator resume {name}` lets it through", reason=reason)

@@ -213,7 +213,7 @@ def run_flow(config: Config, flow: FlowConfig, *, once: bool, stop: threading.Ev
     """A scheduled flow: ``once`` runs it now (``run --once``), else at each scheduled time
     until ``stop``. Each run nets the backlog up to the schedule's ``max_rows``."""
     from .config import BatchConfig
-    from .errors import ReplicatorError, TransientError
+    from .errors import FlowPaused, ReplicatorError, TransientError
     from .pipeline import LOCK_WAIT_SECONDS, FlowRunner
     from .snapstate import FlowLock
 
@@ -241,7 +241,11 @@ def run_flow(config: Config, flow: FlowConfig, *, once: bool, stop: threading.Ev
     def run() -> None:
         if lock.conn is None:  # the target was down when the loop started
             hold()
-        FlowRunner(config, batched, once=True, stop=stop).run()
+        try:
+            FlowRunner(config, batched, once=True, stop=stop).run()
+        except FlowPaused as exc:  # applied up to the paused transaction; later runs go on from there
+            log.warning("scheduled run stopped at a paused transaction; runs go on once it is resumed",
+                        flow=flow.name, error=str(exc))
 
     hold()
     try:

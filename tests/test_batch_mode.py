@@ -302,3 +302,41 @@ def test_foreign_keys_on_a_mariadb_target(pg_source: Any, mariadb: Any, fresh_db
     finally:
         rep.cleanup()
         drop_slot_when_released(pg_source, f"replicator_{flow}")
+
+
+def test_scheduled_flow_paused_by_a_limit_keeps_its_schedule(
+    pg_source: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path
+) -> None:
+    """A run that reaches a transaction a change limit paused applies what came before it; the
+    schedule goes on, and the run after `replicator resume` lets the transaction through."""
+    db = fresh_db_name
+    flow = f"schedlim_{secrets.token_hex(3)}"
+    pg_source.create_database(db)
+    pg_source.execute(DDL + SEED, dbname=db)
+    target = PgTarget(pg_target, db, DDL + SEED)
+    target.create_tables()
+    cfg = scheduled_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), target.url, "{every: 2s}")
+    cfg.write_text(cfg.read_text().replace("    snapshot: never\n", "    snapshot: never\n    limits: {max_rows_per_transaction: 5}\n"))
+    rep = Replicator(cfg, tmp_path)
+    try:
+        rep.recover()
+        pg_script(pg_source, db, "UPDATE t SET version = version + 1 WHERE id <= 3")
+        pg_script(pg_source, db, "UPDATE t SET version = version + 1 WHERE id > 90")  # 10 rows: paused
+        pg_script(pg_source, db, "UPDATE t SET version = version + 1 WHERE id = 50")
+        rep.start()
+        wait_for("the run to stop at the paused transaction",
+                 lambda: "scheduled run stopped at a paused transaction" in rep.log(), timeout=60)
+        assert [r[1] for r in pg_rows(pg_target, db, "t")] == [1] * 3 + [0] * 97  # what came before it
+        resume = cli(cfg, "resume", flow)
+        assert resume.returncode == 0, resume.stdout + resume.stderr
+        wait_for("the next run after resume",
+                 lambda: pg_rows(pg_target, db, "t") == pg_rows(pg_source, db, "t"), timeout=60)
+        assert rep.proc is not None and rep.proc.poll() is None
+        rep.proc.terminate()
+        assert rep.proc.wait(timeout=30) == 0
+        assert_clean_log(rep.log(), "paused scheduled flow")
+        cp = target.checkpoint(flow)
+        assert cp is not None and cp[1] == 14
+    finally:
+        rep.cleanup()
+        drop_slot_when_released(pg_source, f"replicator_{flow}")
