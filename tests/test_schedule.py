@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -207,3 +208,15 @@ def test_a_failing_run_ends_the_loop() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         ScheduleLoop(plan("{every: 1s}"), run, stop).serve()
+
+
+def test_cli_refuses_a_bad_schedule_in_one_line(tmp_path: Path) -> None:
+    from dbhelpers import cli
+
+    cfg = tmp_path / "replicator.yaml"
+    cfg.write_text(CONFIG.format(schedule='{cron: "0 25 * * *"}'))
+    proc = cli(cfg, "run")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"replicator: {cfg}: config error at flows[0].schedule.cron: cron hour field: '25' is not in 0-23"
+    ], proc.stderr
