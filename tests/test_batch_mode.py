@@ -45,8 +45,8 @@ INSERT INTO child VALUES (11, 3, 'c11'), (12, 4, 'c12'), (13, 5, 'c13');
 TABLES = ("t", "parent", "child")
 
 
-def scheduled_config(path: Path, flow: str, src: str, dst: str, schedule: str) -> Path:
-    write_config(path, flow, src, dst, [f"public.{t}" for t in TABLES])
+def scheduled_config(path: Path, flow: str, src: str, dst: str, schedule: str, batch: str | None = None) -> Path:
+    write_config(path, flow, src, dst, [f"public.{t}" for t in TABLES], batch=batch)
     text = path.read_text().replace("    target: dst\n", f"    target: dst\n    snapshot: never\n    schedule: {schedule}\n")
     path.write_text(text)
     return path
@@ -94,7 +94,9 @@ def test_scheduled_flow_writes_each_row_once(pg_source: Any, pg_target: Any, fre
     pg_source.execute(DDL + SEED, dbname=db)
     target = PgTarget(pg_target, db, DDL + SEED + version_log_sql("t"))
     target.create_tables()
-    cfg = scheduled_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), target.url, "{every: 4s}")
+    # (the flow's batch: limits would commit every source transaction; scheduled runs ignore them)
+    cfg = scheduled_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), target.url, "{every: 4s}",
+                           batch="{max_rows: 1, max_delay_ms: 0}")
     rep = Replicator(cfg, tmp_path)
     try:
         rep.recover()  # `run --once` of a scheduled flow: one run now (creates the slot, the checkpoint)
