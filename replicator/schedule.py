@@ -286,6 +286,7 @@ class ScheduleLoop:
         self._wait = wait or stop.wait
         self.log = log.bind(flow=name) if name else log
         self.runs = 0
+        self._wake_errors: set[str] = set()
 
     def serve(self) -> None:
         last_start: datetime | None = None
@@ -311,7 +312,20 @@ class ScheduleLoop:
             remaining = (due - self.clock()).total_seconds()
             if remaining <= 0:
                 return False
-            if self.wake is not None and self.wake():
+            if self.wake is not None and self._woken():
                 return True
             if self._wait(min(remaining, WAKE_POLL_SECONDS)):
                 return None
+
+    def _woken(self) -> bool:
+        """``wake()``; an error in it (say, its request table is unreachable) is logged once
+        per kind and counts as no request: the schedule itself goes on."""
+        assert self.wake is not None
+        try:
+            return bool(self.wake())
+        except Exception as exc:  # noqa: BLE001 - a broken hook must not stop the schedule
+            kind = type(exc).__name__
+            if kind not in self._wake_errors:
+                self._wake_errors.add(kind)
+                self.log.warning("wake() check failed; waiting for the schedule", error=str(exc))
+            return False

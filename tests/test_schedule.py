@@ -185,6 +185,22 @@ def test_loop_every_and_wake() -> None:
     assert runs == [t0, t0 + timedelta(seconds=5), t0 + timedelta(seconds=605), t0 + timedelta(seconds=1205)]
 
 
+def test_a_failing_wake_hook_does_not_stop_the_schedule() -> None:
+    clock = FakeClock(utc("2026-11-27 01:59:50"))
+    stop = threading.Event()
+    runs: list[datetime] = []
+
+    def wake() -> bool:
+        raise OSError("request table unreachable")
+
+    def run() -> None:
+        runs.append(clock())
+        stop.set()
+
+    ScheduleLoop(plan('{at: "02:00"}'), run, stop, wake=wake, clock=clock, wait=clock.wait).serve()
+    assert runs == [utc("2026-11-27 02:00:00")]
+
+
 def test_loop_stops_while_waiting() -> None:
     stop = threading.Event()
     calls: list[float] = []
