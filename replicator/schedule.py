@@ -13,7 +13,7 @@ delete of the same row nothing — because its target transaction is cut by the 
 ``max_rows`` (source changes, the memory bound) instead of the flow's ``batch:`` limits, and
 never by time. A larger backlog is applied in several target transactions, each exact.
 
-Two parts, so that the timing is testable without waiting:
+Three parts, the timing testable without waiting:
 
 * :func:`next_run` — pure: given a :class:`Schedule` and an instant, the next instant to run
   (``every``: the last start plus the interval; ``at``/``cron``: the next matching wall-clock
@@ -23,8 +23,11 @@ Two parts, so that the timing is testable without waiting:
   on the target (one scheduler per flow; ``run --once`` still runs the flow in between).
 * :class:`ScheduleLoop` — waits for that instant on the caller's stop event in steps of at
   most :data:`WAKE_POLL_SECONDS`, asking ``wake()`` at each step whether a manual run was
-  requested (the hook for ``replicator sync-now``), then calls ``run()``. The clock and the
-  wait are injectable.
+  requested (the hook for ``replicator sync-now``: pass ``wake=`` to :func:`run_flow`), then
+  calls ``run()``. The clock and the wait are injectable.
+
+Foreign keys: a run's netted transaction is written in an order the target's enforced foreign
+keys accept where the target session cannot switch them off (see replicator.pg.writer).
 """
 
 from __future__ import annotations
@@ -34,9 +37,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
