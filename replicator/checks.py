@@ -138,6 +138,8 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
                                         " postgresql.conf and restart the server"))
             else:
                 ok.append(f"system {flow.target}: track_commit_timestamp = on")
+        if flow.schedule is not None and source_ok:
+            _check_retention(config, flow, where, ok, problems)
         for table in flow.tables:
             src = config.source_table(flow, table)
             dst = config.target_table(flow, table)
@@ -189,6 +191,50 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
             sink.close()
         if source is not None:
             source.close()
+
+
+def _check_retention(config: Config, flow: FlowConfig, where: str, ok: list[str], problems: list[Problem]) -> None:
+    """A scheduled flow leaves the source's log unread between runs: it must be kept that long."""
+    from datetime import datetime, timezone
+
+    from .schedule import next_run
+
+    assert flow.schedule is not None
+    sched = flow.schedule.plan()
+    first = next_run(sched, datetime.now(timezone.utc))
+    gap = (next_run(sched, first, last_start=first) - first).total_seconds()
+    system = config.systems[flow.source]
+    if system.engine == "postgresql":
+        with connect(system.url, "source") as conn:
+            keep = str(conn.execute("SHOW max_slot_wal_keep_size").fetchone()[0])  # type: ignore[index]
+        bound = "no limit" if keep == "-1" else f"at most max_slot_wal_keep_size = {keep}, then the slot is lost"
+        ok.append(f"{where}: scheduled ({sched.text}, runs up to {gap / 3600:.3g} h apart): the source keeps the"
+                  f" WAL of that time in slot {flow.slot_name} ({bound})")
+        return
+    import pymysql
+
+    from .mysql.writer import connect as mysql_connect
+
+    my = mysql_connect(system.url)
+    try:
+        with my.cursor() as cur:
+            cur.execute("SELECT @@GLOBAL.expire_logs_days")
+            seconds = float((cur.fetchone() or [0])[0] or 0) * 86400
+            try:  # MySQL 8 and MariaDB 10.6+ (on MySQL it replaces expire_logs_days)
+                cur.execute("SELECT @@GLOBAL.binlog_expire_logs_seconds")
+                seconds = float((cur.fetchone() or [0])[0] or 0) or seconds
+            except pymysql.err.Error:
+                pass
+    finally:
+        my.close()
+    if seconds and seconds < gap * 2:
+        problems.append(Problem(where, f"binlogs expire after {seconds / 3600:g} h, while the schedule ({sched.text})"
+                                f" runs up to {gap / 3600:.3g} h apart: a missed run would find its binlogs purged",
+                                "keep binlogs longer: SET GLOBAL binlog_expire_logs_seconds (and in the server's"
+                                " config) to at least twice the interval"))
+    else:
+        kept = f"{seconds / 3600:g} h" if seconds else "until purged by hand"
+        ok.append(f"{where}: scheduled ({sched.text}, runs up to {gap / 3600:.3g} h apart): binlogs are kept {kept}")
 
 
 def _check_origin_rights(sink: object, flow: FlowConfig, where: str, ok: list[str], problems: list[Problem]) -> None:

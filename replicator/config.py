@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from . import urls
 from .errors import ConfigError
 from .records import TableId
+
+if TYPE_CHECKING:
+    from .schedule import Schedule
 
 DEFAULT_CONFIG_PATH = Path("config/replicator.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -166,6 +169,72 @@ class BatchConfig(_Model):
     max_delay_ms: int = Field(default=500, ge=0)
 
 
+class ScheduleConfig(_Model):
+    """Batch mode (see replicator.schedule): sync at set times, netting the backlog per key."""
+
+    every: float | None = None  # seconds; written 30s, 15m, 2h, 1d, 1h30m or a number of seconds
+    at: str | None = None  # "HH:MM" daily, wall time in `timezone`
+    cron: str | None = None  # "0 2 * * *", in `timezone`
+    timezone: str = "UTC"
+    # A run nets up to this many source changes in one target transaction (the memory bound);
+    # a larger backlog takes several, each exact.
+    max_rows: int = Field(default=200_000, ge=1)
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> Any:
+        from .schedule import parse_every
+
+        return None if value is None else parse_every(value)
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _time_of_day(cls, value: Any) -> Any:
+        from .schedule import parse_at
+
+        if value is not None:
+            parse_at(value)
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        from .schedule import Cron
+
+        if value is not None:
+            Cron.parse(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from .schedule import parse_timezone
+
+        parse_timezone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleConfig:
+        given = [k for k in ("every", "at", "cron") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give one of every (e.g. 15m), at (e.g. \"02:00\") or cron (e.g. \"0 2 * * *\")"
+                             + (f", not {' and '.join(given)}" if given else ""))
+        if self.every is not None and "timezone" in self.model_fields_set:
+            raise ValueError("timezone goes with at or cron")
+        return self
+
+    def plan(self) -> Schedule:
+        from .schedule import Cron, Schedule, parse_at, parse_timezone
+
+        tz = parse_timezone(self.timezone)
+        if self.every is not None:
+            return Schedule(every=self.every, text=f"every {self.every:g}s")
+        if self.at is not None:
+            return Schedule.daily(parse_at(self.at), tz, f"at {self.at} {self.timezone}")
+        assert self.cron is not None
+        return Schedule(cron=Cron.parse(self.cron), tz=tz, text=f"cron {self.cron!r} {self.timezone}")
+
+
 class LimitsConfig(_Model):
     """Guards on the volume of changes (see replicator.guards). Counted in source time."""
 
@@ -261,6 +330,7 @@ class FlowConfig(_Model):
     clock_skew_ms: int = Field(default=0, ge=0)  # last_writer_wins: closer commit times tie
     limits: LimitsConfig | None = None
     audit: AuditConfig | None = None
+    schedule: ScheduleConfig | None = None  # batch mode: sync at these times (replicator.schedule)
 
     @field_validator("audit", mode="before")
     @classmethod
@@ -324,6 +394,10 @@ class Config(_Model):
                     )
             if flow.source == flow.target:
                 raise _PathError(f"flows[{i}].target", "source and target are the same system")
+            if flow.schedule is not None and flow.direction == "both":
+                raise _PathError(f"flows[{i}].schedule", "a two-way flow (direction: both) cannot be scheduled:"
+                                 " its conflicts are decided against each side's current rows as changes"
+                                 " arrive: run it continuously")
             targets: set[str] = set()
             for j, table in enumerate(flow.tables):
                 src = self.source_table(flow, table)

@@ -26,6 +26,10 @@ class CheckFailed(ReplicatorError):
     """A prerequisite on a database is not met (wal_level, privileges, missing tables…)."""
 
 
+class FlowPaused(ReplicatorError):
+    """``run --once`` (or a scheduled run) reached the transaction a change limit paused."""
+
+
 class TransientError(ReplicatorError):
     """A connection was lost or a server is (re)starting: retrying can help."""
 

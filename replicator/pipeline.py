@@ -39,7 +39,7 @@ from .config import Config, FlowConfig, HttpConfig, LimitsConfig
 from .conflictlog import ConflictLog
 from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
-from .errors import ConfigError, ReplicatorError, SchemaError, TransientError
+from .errors import ConfigError, FlowPaused, ReplicatorError, SchemaError, TransientError
 from .guards import Guard, GuardTripped, Pauses
 from .loopguard import TaggedSink, decode, ensure_tag_table, tag_table
 from .mapping import TableMapping
@@ -733,7 +733,8 @@ class FlowRunner:
                         settle()
                     return writer.finish()
                 if pending_txns:
-                    wait = max(0.0, oldest_pending + max_delay - time.monotonic())
+                    # (at most 1 s: a stop is noticed while a long max_delay runs, e.g. a scheduled run's)
+                    wait = min(1.0, max(0.0, oldest_pending + max_delay - time.monotonic()))
                 else:
                     wait = 0.5
                 try:
@@ -1065,7 +1066,7 @@ class FlowRunner:
     def _await_resume(self, sink: Sink, reason: str) -> None:
         name = self.flow.name
         if self.once:
-            raise ReplicatorError(f"flow {name} is paused by a change limit ({reason}): check the change,"
+            raise FlowPaused(f"flow {name} is paused by a change limit ({reason}): check the change,"
                                   f" then `replicator resume {name}` lets it through")
         self.log.warning("flow is paused by a change limit: nothing of the transaction was written;"
                          f" `replicator resume {name}` lets it through", reason=reason)
@@ -1297,7 +1298,12 @@ def run_flows(config: Config, flows: list[FlowConfig], *, once: bool, stop: thre
     def target(flow: FlowConfig) -> None:
         mon = MONITORS.flow(flow.name)
         try:
-            FlowRunner(config, flow, once=once, stop=stop, notifier=notifier).run()
+            if flow.schedule is not None:  # batch mode: runs at set times (replicator.schedule)
+                from .schedule import run_flow
+
+                run_flow(config, flow, once=once, stop=stop, notifier=notifier)
+            else:
+                FlowRunner(config, flow, once=once, stop=stop, notifier=notifier).run()
             mon.set_state("stopped")
         except BaseException as exc:
             with lock:

@@ -130,6 +130,8 @@ class Sampler:
 
     def _lag_alert(self, mon: FlowMonitor) -> None:
         lag = mon.lag_seconds()
+        if mon.state == "scheduled":
+            return  # batch mode lags by design between its runs
         if lag > self.threshold and mon.name not in self._alerted:
             self._alerted.add(mon.name)
             log.warning("flow lag over threshold", flow=mon.name, lag_s=round(lag, 1), threshold_s=self.threshold)

@@ -8,6 +8,20 @@ per table. Small batches skip staging (a COPY round trip costs more than a few i
 The session runs with ``session_replication_role = replica`` when the role may set it (as
 PostgreSQL's own logical replication does): foreign keys and triggers do not fire for rows that
 were already checked on the source, so a batch's per-table order cannot violate them.
+
+A role that may not (no superuser) has the target's foreign keys enforced. A committed batch
+holds the source's state at a transaction boundary, which satisfied them; only the order of
+the statements can violate them, because changes of many source transactions are netted per
+table. So such a session defers what can be deferred (``SET CONSTRAINTS ALL DEFERRED`` in each
+transaction: ``DEFERRABLE`` keys are checked at commit, against the final rows), and orders
+each call's writes by the target's ``NOT DEFERRABLE`` foreign keys between the tables at hand:
+first every table's upserts, parents before children (a row's parent is then in place: it is
+either untouched or written before it), then every table's deletes, children before parents
+(no row left or written references a deleted one). Limits, said in the README: a key moving
+between rows of a unique non-key column within one batch can conflict in that order (upserts
+come before deletes), and a batch written in several calls (more than ``max_rows`` changes, or
+normal and passthrough changes interleaved) is ordered per call only — declare the keys
+``DEFERRABLE`` for those.
 """
 
 from __future__ import annotations
@@ -100,10 +114,13 @@ class PostgresSink:
         self._types: dict[TableId, dict[str, tuple[int, str]]] = {}
         self._stages: dict[tuple[TableId, tuple[str, ...]], sql.Identifier] = {}
         self._copy_backoff: dict[TableId, int] = {}
+        self.enforces_fks = False  # the role cannot switch foreign keys off (see the module doc)
+        self._parents: dict[TableId, set[TableId]] | None = None  # NOT DEFERRABLE keys: child -> parents
+        self._deferred = False  # SET CONSTRAINTS ALL DEFERRED ran in the open transaction
         try:
             self.conn.execute("SET session_replication_role = replica")
         except psycopg.errors.InsufficientPrivilege:
-            pass
+            self.enforces_fks = True
         self.conn.autocommit = False
 
     # -- catalog -------------------------------------------------------------------------
@@ -145,6 +162,17 @@ class PostgresSink:
     # -- writing -------------------------------------------------------------------------
     def apply(self, ops: list[TableOps]) -> None:
         with self._guard():
+            rank = self._fk_rank([o.mapping.target for o in ops], any(o.truncate or o.rekeys for o in ops))
+            if rank is not None:  # foreign keys are enforced: upserts parents first, then deletes children first
+                for o in sorted(ops, key=lambda o: rank[o.mapping.target]):
+                    for cols, rows in group_by_columns(o.upserts):
+                        self._upsert(o.mapping.target, o.mapping.target_key, cols, rows)
+                    for cols, rows in group_by_columns(o.updates):
+                        self._update(o.mapping.target, o.mapping.target_key, cols, rows)
+                for o in sorted(ops, key=lambda o: -rank[o.mapping.target]):
+                    if o.deletes:
+                        self._delete(o.mapping.target, o.mapping.target_key, o.deletes)
+                return
             truncates = [o.mapping.target for o in ops if o.truncate]
             if truncates:
                 self.conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(map(_ident, truncates))))
@@ -303,20 +331,69 @@ class PostgresSink:
         with self._guard():
             if self.conn.info.encoding != "utf-8":
                 self.conn.execute("SET client_encoding = 'UTF8'")  # the fields are UTF-8 text
-            for o in ops:
-                mapping = o.mapping
-                table, key = mapping.target, mapping.target_key
-                if o.deletes:
-                    keys: list[tuple[object, ...]] = [
-                        (k.decode(),) if isinstance(k, bytes) else tuple(v.decode() for v in k)
-                        for k in o.deletes
-                    ]
-                    self._delete(table, key, keys)
-                cols = tuple(map(mapping.target_name, o.names))
-                if o.upserts:
-                    self._upsert_raw(table, key, cols, o.upserts)
-                if o.inserts:
-                    self._insert_raw(table, key, cols, o.inserts)
+            rank = self._fk_rank([o.mapping.target for o in ops], False)
+            if rank is None:
+                for o in ops:
+                    self._raw_deletes(o)
+                    self._raw_writes(o)
+                return
+            for o in sorted(ops, key=lambda o: rank[o.mapping.target]):  # see apply()
+                self._raw_writes(o)
+            for o in sorted(ops, key=lambda o: -rank[o.mapping.target]):
+                self._raw_deletes(o)
+
+    def _raw_deletes(self, o: RawTableOps) -> None:
+        if o.deletes:
+            keys: list[tuple[object, ...]] = [
+                (k.decode(),) if isinstance(k, bytes) else tuple(v.decode() for v in k)
+                for k in o.deletes
+            ]
+            self._delete(o.mapping.target, o.mapping.target_key, keys)
+
+    def _raw_writes(self, o: RawTableOps) -> None:
+        mapping = o.mapping
+        table, key = mapping.target, mapping.target_key
+        cols = tuple(map(mapping.target_name, o.names))
+        if o.upserts:
+            self._upsert_raw(table, key, cols, o.upserts)
+        if o.inserts:
+            self._insert_raw(table, key, cols, o.inserts)
+
+    # -- foreign keys, where the role cannot switch them off (see the module doc) ----------
+    def _fk_rank(self, tables: list[TableId], keep_order: bool) -> dict[TableId, int] | None:
+        """Per table its depth below its parents (0: references none of ``tables``), when
+        foreign keys are enforced and some ``NOT DEFERRABLE`` key links two of ``tables``;
+        else None (the given order is kept; also when ``keep_order``: truncates and moved
+        keys are applied as segments in order). Defers the deferrable keys first."""
+        if not self.enforces_fks:
+            return None
+        if not self._deferred or self.conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self.conn.execute("SET CONSTRAINTS ALL DEFERRED")
+            self._deferred = True
+        if self._parents is None:
+            self._parents = {}
+            for row in self.conn.execute(
+                "SELECT cn.nspname, cl.relname, pn.nspname, pl.relname FROM pg_constraint c"
+                " JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace cn ON cn.oid = cl.relnamespace"
+                " JOIN pg_class pl ON pl.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = pl.relnamespace"
+                " WHERE c.contype = 'f' AND NOT c.condeferrable AND c.conrelid <> c.confrelid"
+            ).fetchall():
+                self._parents.setdefault(TableId(row[0], row[1]), set()).add(TableId(row[2], row[3]))
+        present = set(tables)
+        parents = {t: self._parents.get(t, set()) & present for t in present}
+        if keep_order or not any(parents.values()):
+            return None
+        rank: dict[TableId, int] = {}
+
+        def depth(t: TableId, seen: frozenset[TableId]) -> int:
+            if t not in rank:
+                above = [depth(p, seen | {t}) + 1 for p in parents[t] if p not in seen]  # a cycle ends
+                rank[t] = max(above, default=0)
+            return rank[t]
+
+        for t in present:
+            depth(t, frozenset())
+        return rank
 
     def _upsert_raw(self, table: TableId, key: Sequence[str], cols: tuple[str, ...], rows: list[list[bytes]]) -> None:
         """Rows that are most likely on the target already (updates): staged with COPY, then
@@ -451,8 +528,10 @@ class PostgresSink:
                 ),
             )
             self.conn.commit()
+            self._deferred = False
 
     def rollback(self) -> None:
+        self._deferred = False
         self._stages.clear()  # temp tables created in the aborted transaction are gone
         try:
             self.conn.rollback()
