@@ -81,24 +81,24 @@ class _Probe:
                 mon.caught_up()
 
     def _close_sink(self) -> None:
-        if self.sink is not None:
-            try:
-                self.sink.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.sink = None
+        self.sink, end = None, self.sink
+        _quietly_close(end)
 
     def _close_source(self) -> None:
-        if self.source is not None:
-            try:
-                self.source.close()
-            except Exception:  # noqa: BLE001
-                pass
-            self.source = None
+        self.source, end = None, self.source
+        _quietly_close(end)
 
     def close(self) -> None:
         self._close_sink()
         self._close_source()
+
+
+def _quietly_close(end: Any) -> None:
+    if end is not None:
+        try:
+            end.close()
+        except Exception:  # noqa: BLE001 -- it is gone already
+            pass
 
 
 class Sampler:

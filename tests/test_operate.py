@@ -52,6 +52,22 @@ def status_json(cfg: Path, flow: str) -> dict[str, Any]:
     return {"running": doc["running"], **entry}
 
 
+def items_flow(source: Any, target: Any, db: str, tmp_path: Path, flow: str, *, tables: Any = ("items",),
+               on_target: bool = False, extra: str = "") -> tuple[Path, int, Replicator]:
+    """Database ``db`` on both servers with table ``items`` on the source (and the target, with
+    ``on_target``); a config with flow ``flow`` between them, an endpoint on a free port and
+    ``extra`` YAML; the config, the port and a Replicator for it."""
+    source.create_database(db)
+    target.create_database(db)
+    for server in (source, target) if on_target else (source,):
+        pg_script(server, db, "CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
+    port = free_port()
+    cfg = write_config(tmp_path / "r.yaml", flow, source.url(db), target.url(db), tables,
+                       batch="{max_rows: 500, max_delay_ms: 50}")
+    cfg.write_text(cfg.read_text() + f"http: {{listen: '127.0.0.1:{port}'}}\n" + extra)
+    return cfg, port, Replicator(cfg, tmp_path)
+
+
 def metric_samples(port: int) -> dict[str, list[Any]]:
     text = get(port, "/metrics").text
     return {fam.name: fam.samples for fam in text_string_to_metric_families(text)}
@@ -61,14 +77,7 @@ def test_status_metrics_pause_and_readiness_follow_a_live_run(pg_source: Any, sa
                                                               fresh_db_name: str, tmp_path: Path) -> None:
     db = fresh_db_name
     target = sandbox_factory.postgres(name="pg_status_target")
-    pg_source.create_database(db)
-    target.create_database(db)
-    pg_script(pg_source, db, "CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
-    port = free_port()
-    cfg = write_config(tmp_path / "r.yaml", "st", pg_source.url(db), target.url(db), ["items"],
-                       batch="{max_rows: 500, max_delay_ms: 50}")
-    cfg.write_text(cfg.read_text() + f"http: {{listen: '127.0.0.1:{port}'}}\n")
-    rep = Replicator(cfg, tmp_path)
+    cfg, port, rep = items_flow(pg_source, target, db, tmp_path, "st")
 
     def source_rows() -> list[tuple[Any, ...]]:
         return [tuple(r) for r in pg_fetch(pg_source, db, QUERY)]
@@ -239,17 +248,11 @@ def hooks_yaml(port: int, events: str) -> str:
 def test_dead_letter_webhooks_are_signed_and_reach_a_receiver_that_was_down(
         pg_source: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
     db = fresh_db_name
-    pg_source.create_database(db)
-    pg_target.create_database(db)
-    for server in (pg_source, pg_target):
-        pg_script(server, db, "CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
-    port, hook_port = free_port(), free_port()
-    tables = "      - source: items\n        validate: ['qty >= 0']\n"
-    cfg = write_config(tmp_path / "r.yaml", "wh", pg_source.url(db), pg_target.url(db), tables,
-                       batch="{max_rows: 500, max_delay_ms: 50}")
-    cfg.write_text(cfg.read_text() + f"http: {{listen: '127.0.0.1:{port}'}}\n" + hooks_yaml(hook_port, "[dead_letter]"))
+    hook_port = free_port()
+    cfg, port, rep = items_flow(pg_source, pg_target, db, tmp_path, "wh", on_target=True,
+                                tables="      - source: items\n        validate: ['qty >= 0']\n",
+                                extra=hooks_yaml(hook_port, "[dead_letter]"))
     receiver = Receiver(hook_port)  # not listening yet
-    rep = Replicator(cfg, tmp_path)
     try:
         rep.start()
         wait_for("the flow to run", lambda: live_or_none(port, "wh") == "running", timeout=60)
@@ -324,14 +327,7 @@ def test_dashboard_in_headless_chromium_shows_flows_and_updates(pg_source: Any, 
     from selenium.webdriver.common.by import By
 
     db = fresh_db_name
-    pg_source.create_database(db)
-    pg_target.create_database(db)
-    pg_script(pg_source, db, "CREATE TABLE items (id int PRIMARY KEY, name text, qty int)")
-    port = free_port()
-    cfg = write_config(tmp_path / "r.yaml", "dash", pg_source.url(db), pg_target.url(db), ["items"],
-                       batch="{max_rows: 500, max_delay_ms: 50}")
-    cfg.write_text(cfg.read_text() + f"http: {{listen: '127.0.0.1:{port}'}}\n")
-    rep = Replicator(cfg, tmp_path)
+    cfg, port, rep = items_flow(pg_source, pg_target, db, tmp_path, "dash")
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
