@@ -103,10 +103,10 @@ def test_pg_poll_to_mariadb_once(pg_source: Any, mariadb: Any, fresh_db_name: st
 
     # A row committed after the poll read a later-stamped one (a long transaction stamps its
     # start): 3 s below the watermark, inside the 10 s overlap, so the next poll still sees it.
-    pg_script(pg_source, db, "UPDATE items SET note = 'first', updated_at = clock_timestamp() WHERE id = 200")
+    pg_script(pg_source, db, "UPDATE items SET note = 'first', updated_at = clock_timestamp() WHERE id = 213")
     run_once(cfg)
     pg_script(pg_source, db, "UPDATE items SET note = 'committed later',"
-              " updated_at = (SELECT updated_at FROM items WHERE id = 200) - interval '3 seconds' WHERE id = 201")
+              " updated_at = (SELECT updated_at FROM items WHERE id = 213) - interval '3 seconds' WHERE id = 214")
     run_once(cfg)
-    assert my_fetch(mariadb, db, "SELECT note FROM items WHERE id = 201") == [("committed later",)]
+    assert my_fetch(mariadb, db, "SELECT note FROM items WHERE id = 214") == [("committed later",)]
     assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
