@@ -26,7 +26,7 @@ import pytest
 from replicator.config import parse_config
 from replicator.pipeline import FlowRunner
 
-from dbhelpers import cli, my_fetch, my_script, pg_fetch, pg_script, wait_until
+from dbhelpers import BackgroundFlow, cli, my_fetch, my_script, pg_fetch, pg_script, wait_until
 
 
 def poll_config(path: Path, src_url: str, dst_url: str, tables: str, *, poll: str = "{column: updated_at}",
@@ -110,3 +110,86 @@ def test_pg_poll_to_mariadb_once(pg_source: Any, mariadb: Any, fresh_db_name: st
     run_once(cfg)
     assert my_fetch(mariadb, db, "SELECT note FROM items WHERE id = 214") == [("committed later",)]
     assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
+
+
+MY_PEOPLE = (
+    "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(100) NOT NULL, active TINYINT NOT NULL DEFAULT 1,"
+    " score DECIMAL(8,2), updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)"
+    " ON UPDATE CURRENT_TIMESTAMP(6))"
+)
+PEOPLE_TABLES = (
+    "      - source: people\n"
+    "        target: persons\n"
+    "        columns: {id: person_id}\n"
+    "        filter: active = 1\n"
+)
+
+
+def my_people(server: Any, db: str) -> list[tuple[Any, ...]]:
+    return my_fetch(server, db, "SELECT id, email, active, score, updated_at FROM people WHERE active = 1 ORDER BY id")
+
+
+def pg_persons(server: Any, db: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in pg_fetch(
+        server, db, "SELECT person_id, email, active, score, updated_at FROM persons ORDER BY person_id")]
+
+
+def test_mariadb_poll_to_pg_running_with_sync_now(mariadb: Any, pg_target: Any, fresh_db_name: str,
+                                                  tmp_path: Path) -> None:
+    """A running poll flow (renamed key, filter) and ``sync-now``: with a 60 s interval, only the
+    request makes the running flow poll again within seconds; deletes (and rows leaving the
+    filter) reach the target, and no row the filter keeps away is deleted by mistake."""
+    db = fresh_db_name
+    mariadb.create_database(db)
+    pg_target.create_database(db)
+    pg_script(pg_target, db, "CREATE TABLE persons (person_id int PRIMARY KEY, email varchar(100) NOT NULL,"
+              " active smallint NOT NULL, score numeric(8,2), updated_at timestamp(6) NOT NULL)")
+    my_script(mariadb, db, MY_PEOPLE,
+              "INSERT INTO people (id, email, active, score) SELECT seq, CONCAT('p', seq, '@x.org'), seq % 5 <> 0,"
+              " seq / 4 FROM seq_1_to_600")
+    cfg = poll_config(tmp_path / "c.yaml", mariadb.url(db), pg_target.url(db), PEOPLE_TABLES,
+                      poll="{column: updated_at, interval_s: 60, deletes_every_s: 0, page_rows: 250}")
+    check = cli(cfg, "check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "polled: no replication settings needed" in check.stdout
+    assert "polled table" in check.stdout and "binlog" not in check.stdout
+
+    flow = BackgroundFlow(cfg)
+    flow.start()
+    try:
+        wait_until(lambda: _count(pg_target, db) == 480, 60, "the first poll's copy")
+        assert pg_persons(pg_target, db) == my_people(mariadb, db)
+        time.sleep(1.5)  # the round is over: the flow waits 60 s for the next one
+        my_script(
+            mariadb, db,
+            "UPDATE people SET score = score + 1 WHERE id % 7 = 1",
+            "UPDATE people SET active = 0 WHERE id BETWEEN 11 AND 19",  # leave the filter: deleted
+            "UPDATE people SET active = 1 WHERE id = 20",  # enters the filter: inserted
+            "DELETE FROM people WHERE id % 13 = 2",
+            "INSERT INTO people (id, email) SELECT 1000 + seq, 'new' FROM seq_1_to_40",
+        )
+        time.sleep(1.0)
+        assert _count(pg_target, db) == 480  # not polled yet
+        proc = cli(cfg, "sync-now", "polled")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "polling now" in proc.stdout
+        wait_until(lambda: pg_persons(pg_target, db) == my_people(mariadb, db), 20, "the requested poll")
+    finally:
+        flow.stop_event.set()
+        flow.join(timeout=60)
+    assert flow.error is None, flow.error
+
+    # no `run` active: sync-now polls once by itself
+    my_script(mariadb, db, "DELETE FROM people WHERE id < 100", "UPDATE people SET email = 'changed' WHERE id > 1030")
+    proc = cli(cfg, "sync-now", "polled")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "polled once" in proc.stdout
+    assert pg_persons(pg_target, db) == my_people(mariadb, db)
+    assert min(r[0] for r in pg_persons(pg_target, db)) >= 100
+
+
+def _count(server: Any, db: str) -> int:
+    try:
+        return int(pg_fetch(server, db, "SELECT count(*) FROM persons")[0][0])
+    except Exception:
+        return -1

@@ -28,8 +28,9 @@ class PollDialect:
     def connect(self, url: str, what: str) -> Any:
         raise NotImplementedError
 
-    def connect_target(self, url: str) -> Any:
-        return self.connect(url, "target")
+    def connect_typed(self, url: str, what: str) -> Any:
+        """A connection with the driver's usual typed values (catalog queries, target keys)."""
+        return self.connect(url, what)
 
     def describe(self, conn: Any, table: TableId) -> TableInfo | None:
         raise NotImplementedError
@@ -278,8 +279,7 @@ class MariaPoll(PollDialect):
             cur.execute(f"SELECT {cols} FROM {qtable(table)}{where} ORDER BY {cols} LIMIT {int(limit)}", params)
             return [tuple(r) for r in cur.fetchall()]
 
-    def connect_target(self, url: str) -> Any:
-        """A target connection with the driver's usual typed values (keys only are read)."""
+    def connect_typed(self, url: str, what: str) -> Any:
         from ..mysql.writer import connect
 
         conn = connect(url, autocommit=True)

@@ -96,6 +96,7 @@ class PollSource:
         self.snapshot = snapshot
         self._conn: Any = None
         self._target: Any = None
+        self._catalog: Any = None
         self._interrupted = threading.Event()
         self._ack: PollPosition = PollPosition()
         self._handed: PollPosition = PollPosition()  # the newest position with changes handed out
@@ -113,9 +114,16 @@ class PollSource:
         return self._conn
 
     @property
+    def catalog(self) -> Any:
+        """The source through the driver's typed values (the catalog code expects those)."""
+        if self._catalog is None:
+            self._catalog = self.d.connect_typed(self.url, "source")
+        return self._catalog
+
+    @property
     def target(self) -> Any:
         if self._target is None:
-            self._target = self.td.connect_target(self.target_url)
+            self._target = self.td.connect_typed(self.target_url, "target")
         return self._target
 
     def _io(self, fn: Callable[[], Any], what: str = "source") -> Any:
@@ -133,7 +141,7 @@ class PollSource:
 
     # -- Source ----------------------------------------------------------------------------------
     def describe(self, table: TableId) -> TableInfo | None:
-        return self._io(lambda: self.d.describe(self.conn, table))  # type: ignore[no-any-return]
+        return self._io(lambda: self.d.describe(self.catalog, table))  # type: ignore[no-any-return]
 
     def bind(self, bound: list[BoundTable]) -> None:
         """Learn each table's key on both sides from the flow's bound mappings; refuses a table
@@ -213,13 +221,13 @@ class PollSource:
         self._interrupted.set()
 
     def close(self) -> None:
-        for conn in (self._conn, self._target):
+        for conn in (self._conn, self._target, self._catalog):
             if conn is not None:
                 try:
                     conn.close()
                 except Exception:
                     pass
-        self._conn = self._target = None
+        self._conn = self._target = self._catalog = None
 
     # -- the poll loop -------------------------------------------------------------------------
     def stream(self, start: Position | None, stop_at: Position | None = None) -> Iterator[Item]:
