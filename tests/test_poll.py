@@ -30,13 +30,13 @@ from dbhelpers import BackgroundFlow, cli, my_fetch, my_script, pg_fetch, pg_scr
 
 
 def poll_config(path: Path, src_url: str, dst_url: str, tables: str, *, poll: str = "{column: updated_at}",
-                extra: str = "") -> Path:
+                extra: str = "", flow: str = "polled") -> Path:
     path.write_text(
         "systems:\n"
         f"  src: {{url: \"{src_url}\"}}\n"
         f"  dst: {{url: \"{dst_url}\"}}\n"
         "flows:\n"
-        "  - name: polled\n"
+        f"  - name: {flow}\n"
         "    source: src\n"
         "    target: dst\n"
         "    mode: poll\n"
@@ -79,10 +79,11 @@ def test_pg_poll_to_mariadb_once(pg_source: Any, mariadb: Any, fresh_db_name: st
               "INSERT INTO items (id, name, price, note) SELECT g, 'item ' || g, g * 1.25, CASE WHEN g % 3 = 0"
               " THEN NULL ELSE repeat('x', g % 50) END FROM generate_series(1, 2500) g")
     cfg = poll_config(tmp_path / "c.yaml", pg_source.url(db), mariadb.url(db), "      - source: items\n",
-                      poll="{column: updated_at, page_rows: 400}")
+                      poll="{column: updated_at, page_rows: 400}", flow="poll_" + db[-8:])
     run_once(cfg)  # creates the target table, then the first poll copies the rows (7 pages)
     assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
-    (position,) = my_fetch(mariadb, "_replicator", "SELECT position FROM checkpoints WHERE flow = 'polled'")[0]
+    (position,) = my_fetch(mariadb, "_replicator", "SELECT position FROM checkpoints WHERE flow = %s",
+                         ("poll_" + db[-8:],))[0]
     doc = json.loads(position)
     assert doc["poll"] == 1 and "r" not in doc["tables"]["public.items"]  # the round finished
 
