@@ -194,3 +194,67 @@ def _count(server: Any, db: str) -> int:
         return int(pg_fetch(server, db, "SELECT count(*) FROM persons")[0][0])
     except Exception:
         return -1
+
+
+def test_poll_needs_select_only(pg_source: Any, mariadb: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    """A PostgreSQL user without the REPLICATION attribute, allowed to SELECT one table: ``check``
+    passes for a poll flow (and says what a log flow would lack), ``run --once`` copies; missing
+    rights, a nullable poll column, a missing column and a missing key are named clearly."""
+    if not hasattr(pg_source, "add_password_user"):
+        pytest.skip("needs a sandbox server (creates a user)")
+    db = fresh_db_name
+    pg_source.create_database(db)
+    mariadb.create_database(db)
+    pg_source.add_password_user("poller", "s3cret-poll")
+    pg_script(pg_source, db, PG_ITEMS,
+              "INSERT INTO items (id, name, price) SELECT g, 'n' || g, g FROM generate_series(1, 50) g",
+              "CREATE TABLE loose (id int PRIMARY KEY, updated_at timestamptz)",
+              "CREATE TABLE nokey (id int, updated_at timestamptz NOT NULL)",
+              "GRANT SELECT ON items TO poller")
+    url = pg_source.url(db, user="poller", password="s3cret-poll")
+    cfg = poll_config(tmp_path / "ok.yaml", url, mariadb.url(db), "      - source: items\n", flow="poll_" + db[-8:])
+    proc = cli(cfg, "check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "REPLICATION" not in proc.stdout and "s3cret" not in proc.stdout
+    proc = cli(cfg, "run", "--once")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
+
+    log_mode = tmp_path / "log.yaml"
+    log_mode.write_text(cfg.read_text().replace("    mode: poll\n    poll: {column: updated_at}\n", ""))
+    proc = cli(log_mode, "check")
+    assert proc.returncode == 1 and "lacks the REPLICATION attribute" in proc.stdout, proc.stdout
+
+    bad = poll_config(tmp_path / "bad.yaml", url, mariadb.url(db),
+                      "      - source: loose\n      - source: nokey\n", flow="poll_" + db[-8:])
+    proc = cli(bad, "check")
+    assert proc.returncode == 1, proc.stdout
+    assert "poll column public.loose.updated_at may be NULL" in proc.stdout
+    assert "cannot read public.loose: permission denied" in proc.stdout
+    assert "polled table public.nokey has no primary key" in proc.stdout
+    assert "s3cret" not in proc.stdout + proc.stderr
+
+    missing = poll_config(tmp_path / "missing.yaml", url, mariadb.url(db), "      - source: items\n",
+                          poll="{column: changed_at}", flow="poll_" + db[-8:])
+    proc = cli(missing, "run", "--once")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "has no column 'changed_at' to poll by" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli(missing, "check")
+    assert proc.returncode == 1 and "has no column 'changed_at' to poll by" in proc.stdout
+
+
+def test_snapshot_never_starts_at_the_current_maximum(pg_source: Any, pg_target: Any, fresh_db_name: str,
+                                                      tmp_path: Path) -> None:
+    db = fresh_db_name
+    pg_source.create_database(db)
+    pg_target.create_database(db)
+    pg_script(pg_source, db, PG_ITEMS, "INSERT INTO items (id, name) SELECT g, 'old' FROM generate_series(1, 20) g")
+    pg_script(pg_target, db, PG_ITEMS)
+    cfg = poll_config(tmp_path / "c.yaml", pg_source.url(db), pg_target.url(db), "      - source: items\n",
+                      extra="    snapshot: never\n")
+    run_once(cfg)
+    assert pg_items(pg_target, db) == []  # rows from before the start are not copied
+    pg_script(pg_source, db, "INSERT INTO items (id, name) VALUES (21, 'new')",
+              "UPDATE items SET name = 'changed', updated_at = clock_timestamp() WHERE id = 3")
+    run_once(cfg)
+    assert pg_items(pg_target, db) == [r for r in pg_items(pg_source, db) if r[0] in (3, 21)]

@@ -147,3 +147,14 @@ def test_poll_config() -> None:
 def test_poll_config_errors(text: str, where: str) -> None:
     with pytest.raises(ConfigError, match=rf"config error at {where.replace('[', '.').replace(']', '.')}"):
         parse_config(_flow(text))
+
+
+def test_snapshot_never_starts_strictly_after_the_maximum() -> None:
+    mark = Mark(T0, None, T0)
+    assert lower_bound(mark, OVERLAP) == LowerBound(T0, ())
+    assert PollPosition.parse(PollPosition(T0, 0, {"s.t": mark}).format()).marks["s.t"] == mark
+    later = advance(mark, T0 + timedelta(seconds=3), (1,), finished=True)
+    assert later == Mark(T0 + timedelta(seconds=3), None, T0)
+    assert lower_bound(later, OVERLAP) == LowerBound(T0, ())  # the overlap stops at the start
+    much_later = advance(later, T0 + timedelta(seconds=30), (1,), finished=False)
+    assert lower_bound(finish(much_later), OVERLAP) == LowerBound(T0 + timedelta(seconds=20))

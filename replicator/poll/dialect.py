@@ -108,6 +108,8 @@ class PgPoll(PollDialect):
             where: sql.Composable = sql.SQL("{} IS NOT NULL").format(col)
         elif bound.key is None:
             where = sql.SQL("{} >= {}").format(col, sql.Literal(bound.value))
+        elif not bound.key:  # strictly after a value (``snapshot: never`` starts so)
+            where = sql.SQL("{} > {}").format(col, sql.Literal(bound.value))
         else:
             where = sql.SQL("({}) > ({})").format(
                 sql.SQL(", ").join([col, *map(sql.Identifier, key)]),
@@ -244,6 +246,8 @@ class MariaPoll(PollDialect):
             where = f"{quote(column)} IS NOT NULL"
         elif bound.key is None:
             where, params = f"{quote(column)} >= %s", [self._bind(bound.value)]
+        elif not bound.key:
+            where, params = f"{quote(column)} > %s", [self._bind(bound.value)]
         else:
             where = f"({order}) > ({', '.join(['%s'] * (1 + len(key)))})"
             params = [self._bind(v) for v in (bound.value, *bound.key)]

@@ -95,6 +95,7 @@ class Mark:
 
     value: Any = None
     resume: tuple[Any, tuple[Any, ...]] | None = None
+    since: Any = None  # ``snapshot: never``: the maximum at the start; rows up to it are never read
 
 
 @dataclass(frozen=True, eq=True)
@@ -139,6 +140,8 @@ class PollPosition:
                 entry["v"] = encode_value(m.value)
             if m.resume is not None:
                 entry["r"] = [encode_value(m.resume[0]), [encode_value(k) for k in m.resume[1]]]
+            if m.since is not None:
+                entry["s"] = encode_value(m.since)
             tables[name] = entry
         return json.dumps({"poll": 1, "round": self.round.isoformat(), "seq": self.seq, "tables": tables},
                           separators=(",", ":"), sort_keys=True)
@@ -155,7 +158,7 @@ class PollPosition:
                 resume = None
                 if "r" in entry:
                     resume = (decode_value(entry["r"][0]), tuple(decode_value(k) for k in entry["r"][1]))
-                marks[str(name)] = Mark(value, resume)
+                marks[str(name)] = Mark(value, resume, decode_value(entry["s"]) if "s" in entry else None)
             return cls(datetime.fromisoformat(doc["round"]), int(doc["seq"]), marks)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ReplicatorError(
@@ -167,7 +170,8 @@ class PollPosition:
 @dataclass(frozen=True)
 class LowerBound:
     """Where a round over one table starts: nothing (the whole table), rows whose column is
-    at least ``value`` (``inclusive``), or rows strictly after the pair ``(value, key)``."""
+    at least ``value`` (``key`` None), or rows strictly after the pair ``(value, key)`` (after
+    ``value`` itself when ``key`` is empty)."""
 
     value: Any = None
     key: tuple[Any, ...] | None = None
@@ -178,18 +182,23 @@ class LowerBound:
 
 
 def lower_bound(mark: Mark, overlap: timedelta) -> LowerBound:
-    """Where the next round over a table starts reading (see module docstring)."""
+    """Where the next round over a table starts reading (see module docstring); never at or
+    below the mark's ``since``."""
     if mark.resume is not None:
-        return LowerBound(mark.resume[0], mark.resume[1])
-    if mark.value is None:
+        bound = LowerBound(mark.resume[0], mark.resume[1])
+    elif mark.value is None:
         return LowerBound()
-    value = mark.value
-    if isinstance(value, datetime) or type(value) is date:
-        try:
-            value = value - overlap
-        except OverflowError:
-            pass
-    return LowerBound(value)
+    else:
+        value = mark.value
+        if isinstance(value, datetime) or type(value) is date:
+            try:
+                value = value - overlap
+            except OverflowError:
+                pass
+        bound = LowerBound(value)
+    if mark.since is not None and not _gt(bound.value, mark.since):
+        return LowerBound(mark.since, ())
+    return bound
 
 
 def advance(mark: Mark, last_value: Any, last_key: tuple[Any, ...], finished: bool) -> Mark:
@@ -198,11 +207,11 @@ def advance(mark: Mark, last_value: Any, last_key: tuple[Any, ...], finished: bo
     high = mark.value
     if high is None or _gt(last_value, high):
         high = last_value
-    return Mark(high, None if finished else (last_value, last_key))
+    return Mark(high, None if finished else (last_value, last_key), mark.since)
 
 
 def finish(mark: Mark) -> Mark:
-    return Mark(mark.value, None)
+    return Mark(mark.value, None, mark.since)
 
 
 def _gt(a: Any, b: Any) -> bool:

@@ -184,7 +184,8 @@ class PollSource:
 
     def initial_position(self) -> Position:
         """``snapshot: initial``: nothing read yet (the first round copies every row);
-        ``snapshot: never``: every table's watermark at its column's current maximum."""
+        ``snapshot: never``: every table's watermark at its column's current maximum (the
+        first round reads the rows past it: no overlap below)."""
         if self.snapshot == "initial":
             return PollPosition()
         marks: dict[str, Mark] = {}
@@ -192,8 +193,8 @@ class PollSource:
             info = t.info
             assert info is not None
             value = self._io(lambda: self.d.max_value(self.conn, info, t.column))
-            if value is not None:
-                marks[str(t.source)] = Mark(value)
+            if value is not None:  # the rounds read what comes after it
+                marks[str(t.source)] = Mark(value, None, value)
         return PollPosition(self._now(), 0, marks)
 
     def current_position(self) -> Position:
