@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 ACK_WAIT_SECONDS = 30.0  # how long a key comparison waits for the target to commit what was read
 REQUEST_CHECK_SECONDS = 1.0
+RECENT_MAX = 100_000  # rows per table remembered to skip unchanged re-reads in the overlap
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ class PollSource:
         self._handed: PollPosition = PollPosition()  # the newest position with changes handed out
         self._ack_lock = threading.Lock()
         self._xid = itertools.count(1)
-        # rows read in the overlap window: per table, key -> the row as read (skip re-reading)
+        # rows read near the watermark: per table, key -> the row as read (an unchanged row read
+        # again in the overlap is not written again); pruned below the next rounds' lower bound
         self._recent: dict[TableId, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
         self._bound = False
 
@@ -289,10 +291,7 @@ class PollSource:
         keys = [names.index(k) for k in t.key_sources]
         limit = self.settings.page_rows
         recent = self._recent.setdefault(t.source, {})
-        if not bound.everything and bound.key is None:
-            floor = bound.value
-            for k in [k for k, row in recent.items() if _before(row[col], floor)]:
-                del recent[k]  # out of the window: never read again by the next rounds
+        prune_at = 2 * limit
         while True:
             rows = self._io(lambda: self.d.page(self.conn, info, t.column, t.order_key, bound, limit))
             if not rows:
@@ -309,6 +308,13 @@ class PollSource:
                 key = {names[i]: row[i] for i in keys}
                 changes.append(Change(UPDATE, t.source, key, None, values))
             pos = pos.with_mark(name, advance(pos.mark(name), last[col], tuple(last[i] for i in order), done))
+            if len(recent) > prune_at:  # bounded memory: forget what the next rounds never read again
+                floor = lower_bound(finish(pos.mark(name)), overlap).value
+                for k in [k for k, row in recent.items() if _before(row[col], floor)]:
+                    del recent[k]
+                if len(recent) > RECENT_MAX:
+                    recent.clear()  # a mass update inside the window: not worth the memory
+                prune_at = max(2 * limit, 2 * len(recent))
             if changes:
                 yield Begin(next(self._xid), pos.round, None, pos)
                 yield from changes
