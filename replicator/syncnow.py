@@ -22,9 +22,15 @@ TABLE = "sync_requests"
 
 def ensure(conn: Any, schema: str) -> None:
     """Create the request table if missing (commits)."""
+    import psycopg
+
     db = StateDB(conn, schema)
-    db.exec(f"CREATE TABLE IF NOT EXISTS {db.table(TABLE)} (flow {db.short} PRIMARY KEY,"
-            f" requested_at {db.ts} NOT NULL){db.suffix}")
+    try:
+        db.exec(f"CREATE TABLE IF NOT EXISTS {db.table(TABLE)} (flow {db.short} PRIMARY KEY,"
+                f" requested_at {db.ts} NOT NULL){db.suffix}")
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+        conn.rollback()  # another flow on this target created it at the same moment
+        return
     db.commit()
 
 

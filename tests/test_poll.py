@@ -112,6 +112,14 @@ def test_pg_poll_to_mariadb_once(pg_source: Any, mariadb: Any, fresh_db_name: st
     assert my_fetch(mariadb, db, "SELECT note FROM items WHERE id = 214") == [("committed later",)]
     assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
 
+    # the other commands know a poll flow: verify compares, checkpoint show prints the watermarks
+    proc = cli(cfg, "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = cli(cfg, "checkpoint", "show", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = json.loads(proc.stdout)
+    assert json.loads(row["position"])["tables"]["public.items"]["v"][0] == "t"
+
 
 MY_PEOPLE = (
     "CREATE TABLE people (id INT PRIMARY KEY, email VARCHAR(100) NOT NULL, active TINYINT NOT NULL DEFAULT 1,"

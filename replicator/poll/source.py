@@ -138,8 +138,13 @@ class PollSource:
         except (psycopg.OperationalError, psycopg.InterfaceError, pymysql.err.OperationalError,
                 pymysql.err.InterfaceError) as exc:
             self.close()
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TransientError(f"lost the {what} connection: {text}") from None
+            if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in (1142, 1143):
+                raise ReplicatorError(f"cannot read the {what}: {exc.args[-1]} (GRANT SELECT on the polled"
+                                      " tables)") from None
+            raise TransientError(f"lost the {what} connection: {_first_line(exc)}") from None
+        except (psycopg.Error, pymysql.err.MySQLError) as exc:
+            self.close()
+            raise ReplicatorError(f"polling the {what} failed: {_first_line(exc)}") from None
 
     # -- Source ----------------------------------------------------------------------------------
     def describe(self, table: TableId) -> TableInfo | None:
@@ -361,6 +366,13 @@ class PollSource:
                 if self._ack >= self._handed:
                     return
             self._interrupted.wait(0.05)
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, Exception) and exc.args and type(exc).__module__.startswith("pymysql"):
+        return str(exc.args[-1])
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _before(value: Any, floor: Any) -> bool:
