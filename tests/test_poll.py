@@ -232,6 +232,10 @@ def test_poll_needs_select_only(pg_source: Any, mariadb: Any, fresh_db_name: str
     log_mode.write_text(cfg.read_text().replace("    mode: poll\n    poll: {column: updated_at}\n", ""))
     proc = cli(log_mode, "check")
     assert proc.returncode == 1 and "lacks the REPLICATION attribute" in proc.stdout, proc.stdout
+    proc = cli(log_mode, "sync-now", "poll_" + db[-8:])
+    assert proc.returncode == 0 and "reads the source's log" in proc.stdout, proc.stdout + proc.stderr
+    proc = cli(log_mode, "sync-now", "nope")
+    assert proc.returncode == 2 and "no flow named 'nope'" in proc.stderr, proc.stderr
 
     bad = poll_config(tmp_path / "bad.yaml", url, mariadb.url(db),
                       "      - source: loose\n      - source: nokey\n", flow="poll_" + db[-8:])
