@@ -98,6 +98,7 @@ class PollSource:
         self._conn: Any = None
         self._target: Any = None
         self._catalog: Any = None
+        self._last_take = 0.0  # when the sync-now requests were last looked at
         self._interrupted = threading.Event()
         self._ack: PollPosition = PollPosition()
         self._handed: PollPosition = PollPosition()  # the newest position with changes handed out
@@ -274,13 +275,16 @@ class PollSource:
         from .. import syncnow
 
         while not self._interrupted.is_set():
+            now = time.monotonic()
+            if now - self._last_take >= REQUEST_CHECK_SECONDS:  # also between short intervals
+                self._last_take = now
+                if self._io(lambda: syncnow.take(self.target, self.state_schema, self.flow), "target"):
+                    return True
             left = until - time.monotonic()
             if left <= 0:
                 return False
             if self._interrupted.wait(min(left, REQUEST_CHECK_SECONDS)):
                 return False
-            if self._io(lambda: syncnow.take(self.target, self.state_schema, self.flow), "target"):
-                return True
         return False
 
     def _poll(self, t: PolledTable, pos: PollPosition) -> Generator[Item, None, PollPosition]:
