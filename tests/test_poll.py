@@ -270,3 +270,37 @@ def test_snapshot_never_starts_at_the_current_maximum(pg_source: Any, pg_target:
               "UPDATE items SET name = 'changed', updated_at = clock_timestamp() WHERE id = 3")
     run_once(cfg)
     assert pg_items(pg_target, db) == [r for r in pg_items(pg_source, db) if r[0] in (3, 21)]
+
+
+def test_poll_source_columns_change_while_running(mariadb: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    """A column added to a polled table while the flow runs: the flow reads the table's
+    definition again and, once the target has the column too, writes its values."""
+    src, dst = fresh_db_name, fresh_db_name[:56] + "_dst"
+    mariadb.create_database(src)
+    mariadb.create_database(dst)
+    my_script(mariadb, src, MY_PEOPLE, "INSERT INTO people (id, email) SELECT seq, 'a' FROM seq_1_to_10")
+    cfg = poll_config(tmp_path / "c.yaml", mariadb.url(src), mariadb.url(dst), "      - source: people\n",
+                      poll="{column: updated_at, interval_s: 0.2}", flow="poll_" + src[-8:])
+    flow = BackgroundFlow(cfg)
+    flow.start()
+    try:
+        wait_until(lambda: _my_count(mariadb, dst) == 10, 30, "the copy")
+        my_script(mariadb, dst, "ALTER TABLE people ADD COLUMN city VARCHAR(20)")
+        my_script(mariadb, src, "ALTER TABLE people ADD COLUMN city VARCHAR(20)",
+                  "UPDATE people SET city = 'Lyon' WHERE id <= 3")
+        wait_until(lambda: my_fetch(mariadb, dst, "SELECT count(*) FROM people WHERE city = 'Lyon'") == [(3,)], 30,
+                   "the new column's values")
+    finally:
+        flow.stop_event.set()
+        flow.join(timeout=60)
+    assert flow.error is None, flow.error
+    cols = "id, email, active, score, updated_at, city"
+    assert my_fetch(mariadb, src, f"SELECT {cols} FROM people ORDER BY id") == \
+        my_fetch(mariadb, dst, f"SELECT {cols} FROM people ORDER BY id")
+
+
+def _my_count(server: Any, db: str) -> int:
+    try:
+        return int(my_fetch(server, db, "SELECT count(*) FROM people")[0][0])
+    except Exception:
+        return -1

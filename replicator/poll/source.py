@@ -139,10 +139,18 @@ class PollSource:
         except (psycopg.OperationalError, psycopg.InterfaceError, pymysql.err.OperationalError,
                 pymysql.err.InterfaceError) as exc:
             self.close()
-            if isinstance(exc, pymysql.err.OperationalError) and exc.args and exc.args[0] in (1142, 1143):
+            code = exc.args[0] if isinstance(exc, pymysql.err.MySQLError) and exc.args else 0
+            if code == 1054:  # unknown column
+                raise TransientError(f"a polled table changed ({_first_line(exc)}): reading its definition"
+                                     " again") from None
+            if code in (1142, 1143):
                 raise ReplicatorError(f"cannot read the {what}: {exc.args[-1]} (GRANT SELECT on the polled"
                                       " tables)") from None
             raise TransientError(f"lost the {what} connection: {_first_line(exc)}") from None
+        except psycopg.errors.UndefinedColumn as exc:
+            self.close()
+            raise TransientError(f"a polled table changed ({_first_line(exc)}): reading its definition"
+                                 " again") from None
         except (psycopg.Error, pymysql.err.MySQLError) as exc:
             self.close()
             raise ReplicatorError(f"polling the {what} failed: {_first_line(exc)}") from None
@@ -262,6 +270,7 @@ class PollSource:
             for t in self.tables:
                 if self._interrupted.is_set():
                     return
+                self._same_columns(t)
                 pos = yield from self._poll(t, pos)
             pos = replace(pos, marks={k: finish(m) for k, m in pos.marks.items()}, seq=pos.seq + 1)
             yield Heartbeat(pos)
@@ -269,6 +278,13 @@ class PollSource:
                 return
             if self._wait(began + self.settings.interval_s):
                 next_deletes = 0.0  # sync-now: a whole round, deletes included
+
+    def _same_columns(self, t: PolledTable) -> None:
+        """A table whose columns changed is bound again by a new session (the pipeline retries
+        a transient error): new columns are then read (and must exist on the target)."""
+        now = self.describe(t.source)
+        if t.info is not None and (now is None or now.columns != t.info.columns or now.primary_key != t.order_key):
+            raise TransientError(f"the columns of polled table {t.source} changed: reading its definition again")
 
     def _wait(self, until: float) -> bool:
         """Sleep until ``until``; True if a sync-now request came first."""
