@@ -301,6 +301,12 @@ class Config(_Model):
                         known = ", ".join(sorted(self.systems))
                         raise _PathError(f"flows[{i}].tables[{j}].columns.{col}.owner",
                                          f"unknown system {rule.owner!r} (known: {known})")
+        for i, flow in enumerate(self.flows):
+            back = [f.name for f in self.flows if f.source == flow.target and f.target == flow.source]
+            if flow.mode == "poll" and back:
+                raise _PathError(f"flows[{i}].mode", f"flow {back[0]} writes back into {flow.source}, and a poll"
+                                 " cannot tell its rows from the source's own (there is no log to carry the"
+                                 " loop guard's tags): they would be sent back; poll one way only")
         _no_loops(self.flows)
         return self
 

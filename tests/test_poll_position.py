@@ -158,3 +158,16 @@ def test_snapshot_never_starts_strictly_after_the_maximum() -> None:
     assert lower_bound(later, OVERLAP) == LowerBound(T0, ())  # the overlap stops at the start
     much_later = advance(later, T0 + timedelta(seconds=30), (1,), finished=False)
     assert lower_bound(finish(much_later), OVERLAP) == LowerBound(T0 + timedelta(seconds=20))
+
+
+def test_poll_flow_with_a_flow_back_is_refused() -> None:
+    text = _flow("""    mode: poll
+    poll: {column: u}
+    tables: [{source: t1}]
+  - name: back
+    source: b
+    target: a
+    tables: [{source: t1}]
+""")
+    with pytest.raises(ConfigError, match=r"config error at flows\[0\]\.mode: flow back writes back into a"):
+        parse_config(text)
