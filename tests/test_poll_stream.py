@@ -27,6 +27,9 @@ class FakeDialect(PollDialect):
     def connect(self, url: str, what: str) -> Any:
         return object()
 
+    def describe(self, conn: Any, table: TableId) -> TableInfo | None:
+        return INFO
+
     def now(self, conn: Any) -> datetime:
         self.clock += timedelta(seconds=1)
         return self.clock
@@ -142,3 +145,16 @@ def test_snapshot_never_reads_only_later_rows() -> None:
     fake.rows[3] = (3, "c", 7)  # at the maximum: it was (or could have been) there at the start
     fake.rows[4] = (4, "d", 8)
     assert changes(once(source(fake), start)) == [("u", 4)]
+
+
+def test_changed_columns_end_the_session() -> None:
+    import pytest
+
+    from replicator.errors import TransientError
+
+    fake = FakeDialect()
+    fake.rows = {1: (1, "a", 5)}
+    src = source(fake)
+    fake.describe = lambda conn, table: TableInfo(T, INFO.columns + (ColumnInfo("w", "int"),), ("id",))  # type: ignore[method-assign]
+    with pytest.raises(TransientError, match="columns of polled table s.t changed"):
+        once(src, None)

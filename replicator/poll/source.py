@@ -34,6 +34,7 @@ takes within a second to start a round at once.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import time
@@ -104,9 +105,10 @@ class PollSource:
         self._handed: PollPosition = PollPosition()  # the newest position with changes handed out
         self._ack_lock = threading.Lock()
         self._xid = itertools.count(1)
-        # rows read near the watermark: per table, key -> the row as read (an unchanged row read
+        # rows read near the watermark: per table, key -> (column value, digest of the row as
+        # read) (an unchanged row read
         # again in the overlap is not written again); pruned below the next rounds' lower bound
-        self._recent: dict[TableId, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
+        self._recent: dict[TableId, dict[tuple[Any, ...], tuple[Any, bytes]]] = {}
         self._bound = False
 
     # -- connections ---------------------------------------------------------------------------
@@ -326,16 +328,18 @@ class PollSource:
             changes = []
             for row in rows:
                 okey = tuple(row[i] for i in order)
-                if recent.get(okey) == row:
+                digest = _digest(row)
+                seen = recent.get(okey)
+                if seen is not None and seen[1] == digest:
                     continue  # read by an earlier round, unchanged
-                recent[okey] = row
+                recent[okey] = (row[col], digest)
                 values = dict(zip(names, row))
                 key = {names[i]: row[i] for i in keys}
                 changes.append(Change(UPDATE, t.source, key, None, values))
             pos = pos.with_mark(name, advance(pos.mark(name), last[col], tuple(last[i] for i in order), done))
             if len(recent) > prune_at:  # bounded memory: forget what the next rounds never read again
                 floor = lower_bound(finish(pos.mark(name)), overlap).value
-                for k in [k for k, row in recent.items() if _before(row[col], floor)]:
+                for k in [k for k, (value, _d) in recent.items() if _before(value, floor)]:
                     del recent[k]
                 if len(recent) > RECENT_MAX:
                     recent.clear()  # a mass update inside the window: not worth the memory
@@ -386,6 +390,11 @@ class PollSource:
                 if self._ack >= self._handed:
                     return
             self._interrupted.wait(0.05)
+
+
+def _digest(row: tuple[Any, ...]) -> bytes:
+    """A row's fingerprint (its values' reprs are exact: Decimal, datetime, bytes, dicts)."""
+    return hashlib.blake2b(repr(row).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _first_line(exc: BaseException) -> str:
