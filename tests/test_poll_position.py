@@ -13,6 +13,7 @@ from replicator.config import parse_config
 from replicator.errors import ConfigError, ReplicatorError
 from replicator.poll.position import (
     LowerBound, Mark, PollPosition, advance, decode_value, encode_value, finish, lower_bound, missing_keys,
+    observe,
 )
 
 T0 = datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=timezone.utc)
@@ -78,15 +79,42 @@ def test_lower_bound() -> None:
 
 def test_advance_keeps_the_highest_value() -> None:
     m = advance(Mark(), T0, (1,), finished=False)
-    assert m == Mark(T0, (T0, (1,)))
+    assert m == Mark(T0, (T0, (1,)), top=(T0, (1,)))
     # a page inside the overlap (below the watermark) does not move the watermark back
     m2 = advance(Mark(T0), T0 - timedelta(seconds=3), (9,), finished=False)
-    assert m2 == Mark(T0, (T0 - timedelta(seconds=3), (9,)))
+    assert m2 == Mark(T0, (T0 - timedelta(seconds=3), (9,)))  # the highest pair stays
     # equal values: the newer pair is where to continue
-    assert advance(m, T0, (2,), finished=True) == Mark(T0, None)
-    assert finish(m) == Mark(T0, None)
+    assert advance(m, T0, (2,), finished=True) == Mark(T0, None, top=(T0, (2,)))
+    assert finish(m) == Mark(T0, None, top=(T0, (1,)))
     # a naive and an aware value compare as UTC
     assert advance(Mark(T0.replace(tzinfo=None)), T0 + timedelta(seconds=1), (1,), True).value == T0 + timedelta(seconds=1)
+
+
+def test_a_settled_watermark_is_not_read_again() -> None:
+    """Rows sharing one old stamp (a bulk load) are read once: once the overlap has passed
+    since the watermark was first known, a round continues after the highest pair read."""
+    m = advance(Mark(), T0, (500,), finished=True)
+    assert m.seen is None
+    m = observe(m, T0 + timedelta(hours=1))  # the next round starts an hour later
+    assert m.seen == T0 + timedelta(hours=1)
+    # right away: the overlap is re-read (a transaction stamped before T0 may still commit)
+    assert lower_bound(m, OVERLAP, T0 + timedelta(hours=1)) == LowerBound(T0 - OVERLAP)
+    # the overlap later: strictly after (T0, 500)
+    later = T0 + timedelta(hours=1) + OVERLAP + timedelta(microseconds=1)
+    assert lower_bound(m, OVERLAP, later) == LowerBound(T0, (500,))
+    assert observe(m, later) == m  # known since the first time
+    # more rows at the same stamp move the pair, not the time it is known since
+    m2 = advance(m, T0, (700,), finished=True)
+    assert m2.top == (T0, (700,)) and m2.seen == m.seen
+    # a new watermark must settle again
+    m3 = advance(m2, T0 + timedelta(hours=2), (3,), finished=True)
+    assert m3.seen is None and m3.top == (T0 + timedelta(hours=2), (3,))
+    assert lower_bound(m3, OVERLAP, later + timedelta(days=1)) == LowerBound(T0 + timedelta(hours=2) - OVERLAP)
+    # numbers settle the same way (in source time)
+    n = observe(advance(Mark(), 41, (9,), True), T0)
+    assert lower_bound(n, OVERLAP, T0) == LowerBound(41) and lower_bound(n, OVERLAP, T0 + 2 * OVERLAP) == LowerBound(41, (9,))
+    # the text keeps both
+    assert PollPosition.parse(PollPosition(T0, 1, {"a": m2, "b": n}).format()).marks == {"a": m2, "b": n}
 
 
 def test_missing_keys_across_drivers() -> None:
@@ -154,7 +182,7 @@ def test_snapshot_never_starts_strictly_after_the_maximum() -> None:
     assert lower_bound(mark, OVERLAP) == LowerBound(T0, ())
     assert PollPosition.parse(PollPosition(T0, 0, {"s.t": mark}).format()).marks["s.t"] == mark
     later = advance(mark, T0 + timedelta(seconds=3), (1,), finished=True)
-    assert later == Mark(T0 + timedelta(seconds=3), None, T0)
+    assert later == Mark(T0 + timedelta(seconds=3), None, T0, (T0 + timedelta(seconds=3), (1,)))
     assert lower_bound(later, OVERLAP) == LowerBound(T0, ())  # the overlap stops at the start
     much_later = advance(later, T0 + timedelta(seconds=30), (1,), finished=False)
     assert lower_bound(finish(much_later), OVERLAP) == LowerBound(T0 + timedelta(seconds=20))

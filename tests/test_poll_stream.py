@@ -57,10 +57,10 @@ class FakeDialect(PollDialect):
         return [k for k in sorted(self.target) if after is None or k > after][:limit]
 
 
-def source(fake: FakeDialect, page_rows: int = 3, snapshot: str = "initial") -> PollSource:
+def source(fake: FakeDialect, page_rows: int = 3, snapshot: str = "initial", overlap_s: float = 0) -> PollSource:
     src = PollSource("x", "postgresql", [PolledTable(T, TableId("d", "t"), "u")], flow="f", target_url="y",
                      target_engine="postgresql", state_schema="_r",
-                     settings=PollSettings(interval_s=0.01, deletes_every_s=0, overlap_s=0, page_rows=page_rows,
+                     settings=PollSettings(interval_s=0.01, deletes_every_s=0, overlap_s=overlap_s, page_rows=page_rows,
                                            key_page_rows=2),
                      snapshot=snapshot)
     src.d = src.td = fake
@@ -113,7 +113,7 @@ def test_pages_positions_and_resume() -> None:
 def test_unchanged_rows_are_not_written_twice_by_one_process() -> None:
     fake = FakeDialect()
     fake.rows = {1: (1, "a", 5), 2: (2, "b", 5)}
-    src = source(fake)
+    src = source(fake, overlap_s=100)  # the fake clock moves 1 s a round: still in the overlap
     first = once(src, None)
     assert changes(first) == [("u", 1), ("u", 2)]
     second = once(src, first[-1].position)  # re-reads u >= 5: both rows, unchanged
@@ -158,3 +158,20 @@ def test_changed_columns_end_the_session() -> None:
     fake.describe = lambda conn, table: TableInfo(T, INFO.columns + (ColumnInfo("w", "int"),), ("id",))  # type: ignore[method-assign]
     with pytest.raises(TransientError, match="columns of polled table s.t changed"):
         once(src, None)
+
+
+def test_rows_sharing_an_old_stamp_are_read_once() -> None:
+    fake = FakeDialect()
+    fake.rows = {i: (i, "bulk", 5) for i in range(1, 8)}
+    src = source(fake, overlap_s=1.5)
+    first = once(src, None)
+    assert len(changes(first)) == 7
+    pos = first[-1].position
+    fake.reads = 0
+    second = once(source(fake, overlap_s=1.5), pos)  # a new process: re-reads the overlap, rewrites
+    assert len(changes(second)) == 7
+    third = once(source(fake, overlap_s=1.5), second[-1].position)  # 2 s later: settled
+    assert changes(third) == []
+    fake.rows[8] = (8, "same stamp, higher key", 5)
+    fake.rows[9] = (9, "newer", 6)
+    assert changes(once(source(fake, overlap_s=1.5), third[-1].position)) == [("u", 8), ("u", 9)]

@@ -9,7 +9,10 @@ A round reads the rows whose column is at least ``watermark - overlap`` (time co
 least the watermark (numbers), ordered by ``(column, key)``, in pages. Re-reading the recent
 stretch catches rows whose transaction committed *after* a later-stamped row was read (a long
 transaction stamps ``updated_at`` when it starts, PostgreSQL's ``now()``), and rows sharing
-the watermark's value; writes are upserts, so reading a row twice is harmless.
+the watermark's value; writes are upserts, so reading a row twice is harmless. Once
+``overlap`` seconds of the source's clock have passed since a watermark was first known, no
+such row can come any more (transactions shorter than the overlap), and rounds continue
+strictly after the highest (column, key) pair read: a quiet table is not read again.
 
 Positions are ordered by the source's clock at the start of the round that produced them,
 then by their sequence number in that round: the pipeline compares positions (``run --once``
@@ -96,6 +99,8 @@ class Mark:
     value: Any = None
     resume: tuple[Any, tuple[Any, ...]] | None = None
     since: Any = None  # ``snapshot: never``: the maximum at the start; rows up to it are never read
+    top: tuple[Any, tuple[Any, ...]] | None = None  # the highest (column, key) pair read
+    seen: datetime | None = None  # the source's clock at the first round after ``value`` was read
 
 
 @dataclass(frozen=True, eq=True)
@@ -142,6 +147,10 @@ class PollPosition:
                 entry["r"] = [encode_value(m.resume[0]), [encode_value(k) for k in m.resume[1]]]
             if m.since is not None:
                 entry["s"] = encode_value(m.since)
+            if m.top is not None:
+                entry["t"] = [encode_value(m.top[0]), [encode_value(k) for k in m.top[1]]]
+            if m.seen is not None:
+                entry["a"] = encode_value(m.seen)
             tables[name] = entry
         return json.dumps({"poll": 1, "round": self.round.isoformat(), "seq": self.seq, "tables": tables},
                           separators=(",", ":"), sort_keys=True)
@@ -158,7 +167,11 @@ class PollPosition:
                 resume = None
                 if "r" in entry:
                     resume = (decode_value(entry["r"][0]), tuple(decode_value(k) for k in entry["r"][1]))
-                marks[str(name)] = Mark(value, resume, decode_value(entry["s"]) if "s" in entry else None)
+                top = None
+                if "t" in entry:
+                    top = (decode_value(entry["t"][0]), tuple(decode_value(k) for k in entry["t"][1]))
+                marks[str(name)] = Mark(value, resume, decode_value(entry["s"]) if "s" in entry else None, top,
+                                        decode_value(entry["a"]) if "a" in entry else None)
             return cls(datetime.fromisoformat(doc["round"]), int(doc["seq"]), marks)
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ReplicatorError(
@@ -181,13 +194,22 @@ class LowerBound:
         return self.value is None
 
 
-def lower_bound(mark: Mark, overlap: timedelta) -> LowerBound:
+def lower_bound(mark: Mark, overlap: timedelta, now: datetime | None = None) -> LowerBound:
     """Where the next round over a table starts reading (see module docstring); never at or
-    below the mark's ``since``."""
+    below the mark's ``since``.
+
+    The overlap is only needed while a late row can still come: every row stamped at most the
+    watermark was stamped before the watermark's row committed, which was before ``seen``; a
+    transaction shorter than the overlap has committed by ``seen + overlap`` (source clock,
+    ``now``). A watermark *settled* so continues strictly after the highest pair read, so a
+    table whose rows share one old stamp (a bulk load) is not read again and again.
+    """
     if mark.resume is not None:
         bound = LowerBound(mark.resume[0], mark.resume[1])
     elif mark.value is None:
         return LowerBound()
+    elif now is not None and mark.seen is not None and mark.top is not None and now - mark.seen > overlap:
+        bound = LowerBound(mark.top[0], mark.top[1])
     else:
         value = mark.value
         if isinstance(value, datetime) or type(value) is date:
@@ -204,14 +226,24 @@ def lower_bound(mark: Mark, overlap: timedelta) -> LowerBound:
 def advance(mark: Mark, last_value: Any, last_key: tuple[Any, ...], finished: bool) -> Mark:
     """The mark after reading a page whose last row is ``(last_value, last_key)``; ``finished``:
     the round over the table is done (the page was its last)."""
-    high = mark.value
-    if high is None or _gt(last_value, high):
-        high = last_value
-    return Mark(high, None if finished else (last_value, last_key), mark.since)
+    resume = None if finished else (last_value, last_key)
+    if mark.value is None or _gt(last_value, mark.value):  # a new watermark: not seen settled yet
+        return Mark(last_value, resume, mark.since, (last_value, last_key), None)
+    top = mark.top
+    if not _gt(mark.value, last_value):  # more rows at the watermark: the pair moves on
+        top = (last_value, last_key)
+    return Mark(mark.value, resume, mark.since, top, mark.seen)
 
 
 def finish(mark: Mark) -> Mark:
-    return Mark(mark.value, None, mark.since)
+    return replace(mark, resume=None)
+
+
+def observe(mark: Mark, now: datetime) -> Mark:
+    """At the start of a round: a watermark read by an earlier round is known since ``now``."""
+    if mark.value is None or mark.seen is not None:
+        return mark
+    return replace(mark, seen=now)
 
 
 def _gt(a: Any, b: Any) -> bool:

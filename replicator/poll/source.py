@@ -47,7 +47,7 @@ from ..errors import ConfigError, ReplicatorError, SchemaError, TransientError
 from ..mapping import TableInfo
 from ..records import DELETE, UPDATE, Begin, Change, Commit, Heartbeat, Item, Position, TableId
 from .dialect import PollDialect, dialect_for
-from .position import Mark, PollPosition, advance, finish, lower_bound, missing_keys
+from .position import Mark, PollPosition, advance, finish, lower_bound, missing_keys, observe
 
 if TYPE_CHECKING:
     from ..binding import BoundTable
@@ -266,6 +266,7 @@ class PollSource:
             began = time.monotonic()
             now = self._now()
             pos = replace(pos, round=max(now, pos.round + timedelta(microseconds=1)), seq=0)
+            pos = replace(pos, marks={k: observe(m, pos.round) for k, m in pos.marks.items()})
             if stop_at is not None or began >= next_deletes:
                 pos = yield from self._deletes(pos)
                 next_deletes = began + self.settings.deletes_every_s
@@ -311,7 +312,8 @@ class PollSource:
         assert info is not None
         name = str(t.source)
         overlap = timedelta(seconds=self.settings.overlap_s)
-        bound = lower_bound(pos.mark(name), overlap)
+        round_time = pos.round
+        bound = lower_bound(pos.mark(name), overlap, round_time)
         names = info.column_names
         col = names.index(t.column)
         order = [names.index(k) for k in t.order_key]
@@ -338,7 +340,7 @@ class PollSource:
                 changes.append(Change(UPDATE, t.source, key, None, values))
             pos = pos.with_mark(name, advance(pos.mark(name), last[col], tuple(last[i] for i in order), done))
             if len(recent) > prune_at:  # bounded memory: forget what the next rounds never read again
-                floor = lower_bound(finish(pos.mark(name)), overlap).value
+                floor = lower_bound(finish(pos.mark(name)), overlap, round_time).value
                 for k in [k for k, (value, _d) in recent.items() if _before(value, floor)]:
                     del recent[k]
                 if len(recent) > RECENT_MAX:
@@ -351,7 +353,7 @@ class PollSource:
                 self._handed = pos
             if done or self._interrupted.is_set():
                 return pos
-            bound = lower_bound(pos.mark(name), overlap)
+            bound = lower_bound(pos.mark(name), overlap, round_time)
 
     def _deletes(self, pos: PollPosition) -> Generator[Item, None, PollPosition]:
         """Delete on the target the keys the source no longer holds, a page of keys at a time."""
