@@ -104,9 +104,12 @@ def test_pages_positions_and_resume() -> None:
     # a restart after the first page continues after (11, 3), without reading rows 1-3 again
     resumed = once(source(fake), PollPosition.parse(commits[0].position.format()))
     assert changes(resumed) == [("u", i) for i in range(4, 8)]
-    # a finished round: the next reads from the watermark (overlap 0: rows at 13, again)
+    # a finished round, and no overlap: the next continues after the highest pair read (13, 7)
     fake.rows[2] = (2, "changed", 14)
     again = once(source(fake), items[-1].position)
+    assert changes(again) == [("u", 2)]
+    # with an overlap not yet passed (the fake clock moves 1 s a query): rows at 13 again
+    again = once(source(fake, overlap_s=100), items[-1].position)
     assert changes(again) == [("u", 6), ("u", 7), ("u", 2)]
 
 
@@ -163,15 +166,14 @@ def test_changed_columns_end_the_session() -> None:
 def test_rows_sharing_an_old_stamp_are_read_once() -> None:
     fake = FakeDialect()
     fake.rows = {i: (i, "bulk", 5) for i in range(1, 8)}
-    src = source(fake, overlap_s=1.5)
+    src = source(fake, overlap_s=2.5)  # the fake clock moves 1 s a query, 3 queries a run
     first = once(src, None)
     assert len(changes(first)) == 7
     pos = first[-1].position
-    fake.reads = 0
-    second = once(source(fake, overlap_s=1.5), pos)  # a new process: re-reads the overlap, rewrites
+    second = once(source(fake, overlap_s=2.5), pos)  # 2 s later, a new process: re-reads the overlap
     assert len(changes(second)) == 7
-    third = once(source(fake, overlap_s=1.5), second[-1].position)  # 2 s later: settled
+    third = once(source(fake, overlap_s=2.5), second[-1].position)  # 5 s after: settled
     assert changes(third) == []
     fake.rows[8] = (8, "same stamp, higher key", 5)
     fake.rows[9] = (9, "newer", 6)
-    assert changes(once(source(fake, overlap_s=1.5), third[-1].position)) == [("u", 8), ("u", 9)]
+    assert changes(once(source(fake, overlap_s=2.5), third[-1].position)) == [("u", 8), ("u", 9)]

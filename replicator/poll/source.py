@@ -275,7 +275,8 @@ class PollSource:
                     return
                 self._same_columns(t)
                 pos = yield from self._poll(t, pos)
-            pos = replace(pos, marks={k: finish(m) for k, m in pos.marks.items()}, seq=pos.seq + 1)
+            end = self._now()  # every row read so far committed before this: the marks are known since
+            pos = replace(pos, marks={k: observe(finish(m), end) for k, m in pos.marks.items()}, seq=pos.seq + 1)
             yield Heartbeat(pos)
             if stop_at is not None:
                 return
