@@ -112,6 +112,22 @@ def test_pg_poll_to_mariadb_once(pg_source: Any, mariadb: Any, fresh_db_name: st
     assert my_fetch(mariadb, db, "SELECT note FROM items WHERE id = 214") == [("committed later",)]
     assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
 
+    # a real long transaction: stamped (now()) at its start, committed after a later-stamped row
+    # was polled; the next poll still finds it
+    import psycopg
+
+    with psycopg.connect(pg_source.url(db)) as long_txn:
+        long_txn.execute("UPDATE items SET note = 'long transaction', updated_at = now() WHERE id = 301")
+        time.sleep(0.5)
+        pg_script(pg_source, db, "UPDATE items SET note = 'quick', updated_at = clock_timestamp() WHERE id = 302")
+        run_once(cfg)
+        assert my_fetch(mariadb, db, "SELECT id, note FROM items WHERE id IN (301, 302) ORDER BY id") == [
+            (301, None if 301 % 3 == 0 else "x" * (301 % 50)), (302, "quick")]
+        long_txn.commit()
+    run_once(cfg)
+    assert my_fetch(mariadb, db, "SELECT note FROM items WHERE id = 301") == [("long transaction",)]
+    assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
+
     # the other commands know a poll flow: verify compares, checkpoint show prints the watermarks
     proc = cli(cfg, "verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
