@@ -320,3 +320,35 @@ def _my_count(server: Any, db: str) -> int:
         return int(my_fetch(server, db, "SELECT count(*) FROM people")[0][0])
     except Exception:
         return -1
+
+
+def test_composite_key_pg_poll_to_mariadb(pg_source: Any, mariadb: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    """A two-column text/int key: pages continue after (column, tenant, id) pairs with equal
+    stamps, and the key comparison pages through 12,000 target keys (three pages)."""
+    db = fresh_db_name
+    pg_source.create_database(db)
+    mariadb.create_database(db)
+    pg_script(pg_source, db,
+              "CREATE TABLE acct (tenant text, id int, bal numeric(12,2) NOT NULL,"
+              " changed timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (tenant, id))",
+              # one statement: every row shares one stamp (now() is the transaction's start)
+              "INSERT INTO acct (tenant, id, bal) SELECT t, g, g FROM unnest(ARRAY['Ab', 'aB', 'b c']) t,"
+              " generate_series(1, 4000) g")
+    mariadb.execute("CREATE TABLE acct (tenant VARCHAR(10) COLLATE utf8mb4_bin, id INT, bal DECIMAL(12,2) NOT NULL,"
+                    " changed DATETIME(6) NOT NULL, PRIMARY KEY (tenant, id))", db=db)
+    cfg = poll_config(tmp_path / "c.yaml", pg_source.url(db), mariadb.url(db), "      - source: acct\n",
+                      poll="{column: changed, page_rows: 700}", flow="poll_" + db[-8:])
+
+    def same() -> None:
+        src = [utc_naive(tuple(r)) for r in pg_fetch(pg_source, db, "SELECT * FROM acct ORDER BY tenant COLLATE \"C\", id")]
+        dst = my_fetch(mariadb, db, "SELECT * FROM acct ORDER BY tenant, id")
+        assert src == dst
+
+    run_once(cfg)
+    same()
+    pg_script(pg_source, db, "DELETE FROM acct WHERE id % 997 = 0 OR (tenant = 'aB' AND id > 3990)",
+              "UPDATE acct SET bal = -bal, changed = clock_timestamp() WHERE id % 1000 = 1",
+              "INSERT INTO acct (tenant, id, bal) VALUES ('Ab', 5000, 1), ('b c', 0, 2)")
+    run_once(cfg)
+    same()
+    assert my_fetch(mariadb, db, "SELECT count(*) FROM acct")[0][0] == 12000 - 12 - 10 + 2

@@ -23,7 +23,6 @@ class PollDialect:
     """What differs between engines; see :class:`PgPoll` and :class:`MariaPoll`."""
 
     engine = ""
-    fold_text = False  # text keys compare case- and trailing-space-insensitively (MariaDB)
 
     def connect(self, url: str, what: str) -> Any:
         raise NotImplementedError
@@ -111,8 +110,9 @@ class PgPoll(PollDialect):
         elif not bound.key:  # strictly after a value (``snapshot: never`` starts so)
             where = sql.SQL("{} > {}").format(col, sql.Literal(bound.value))
         else:
-            where = sql.SQL("({}) > ({})").format(
-                sql.SQL(", ").join([col, *map(sql.Identifier, key)]),
+            # the leading ``>=`` lets an index on the column alone bound the scan
+            where = sql.SQL("{} >= {} AND ({}) > ({})").format(
+                col, sql.Literal(bound.value), sql.SQL(", ").join([col, *map(sql.Identifier, key)]),
                 sql.SQL(", ").join(sql.Literal(v) for v in (bound.value, *bound.key)))
         query = sql.SQL("SELECT {} FROM {} WHERE {} ORDER BY {} LIMIT {}").format(
             sql.SQL(", ").join(map(sql.Identifier, info.column_names)), self._table(info.table), where,
@@ -149,8 +149,9 @@ class PgPoll(PollDialect):
         where: sql.Composable = sql.SQL("")
         params: list[Any] = []
         if after is not None:
-            where = sql.SQL(" WHERE ({}) > ({})").format(cols, sql.SQL(", ").join(sql.Placeholder() * len(key)))
-            params = list(after)
+            where = sql.SQL(" WHERE {} >= %s AND ({}) > ({})").format(
+                sql.Identifier(key[0]), cols, sql.SQL(", ").join(sql.Placeholder() * len(key)))
+            params = [after[0], *after]
         query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT {}").format(
             cols, self._table(table), where, cols, sql.Literal(int(limit)))
         rows = [tuple(r) for r in conn.execute(query, params).fetchall()]
@@ -175,7 +176,6 @@ class PgPoll(PollDialect):
 
 class MariaPoll(PollDialect):
     engine = "mysql"
-    fold_text = True  # MariaDB's default collations ignore case and trailing spaces
 
     def __init__(self, zero_dates: str = "error") -> None:
         self.zero_dates = zero_dates
@@ -249,8 +249,9 @@ class MariaPoll(PollDialect):
         elif not bound.key:
             where, params = f"{quote(column)} > %s", [self._bind(bound.value)]
         else:
-            where = f"({order}) > ({', '.join(['%s'] * (1 + len(key)))})"
-            params = [self._bind(v) for v in (bound.value, *bound.key)]
+            # the leading ``>=`` gives the optimizer a range on the column's index
+            where = f"{quote(column)} >= %s AND ({order}) > ({', '.join(['%s'] * (1 + len(key)))})"
+            params = [self._bind(v) for v in (bound.value, bound.value, *bound.key)]
         with conn.cursor() as cur:
             cur.execute(f"SELECT {select_list(info, info.column_names)} FROM {qtable(info.table)}"
                         f" WHERE {where} ORDER BY {order} LIMIT {int(limit)}", params)
@@ -277,8 +278,8 @@ class MariaPoll(PollDialect):
         cols = ", ".join(quote(c) for c in key)
         where, params = "", []
         if after is not None:
-            where = f" WHERE ({cols}) > ({', '.join(['%s'] * len(key))})"
-            params = [self._bind(v) for v in after]
+            where = f" WHERE {quote(key[0])} >= %s AND ({cols}) > ({', '.join(['%s'] * len(key))})"
+            params = [self._bind(v) for v in (after[0], *after)]
         with conn.cursor() as cur:
             cur.execute(f"SELECT {cols} FROM {qtable(table)}{where} ORDER BY {cols} LIMIT {int(limit)}", params)
             return [tuple(r) for r in cur.fetchall()]

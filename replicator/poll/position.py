@@ -254,21 +254,24 @@ def _gt(a: Any, b: Any) -> bool:
     return bool(a > b)
 
 
-def missing_keys(target_keys: list[tuple[Any, ...]], present: list[tuple[Any, ...]],
-                 fold_text: bool = False) -> list[tuple[Any, ...]]:
+def missing_keys(target_keys: list[tuple[Any, ...]], present: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The target's keys (one page) that the source no longer holds (``present``: those of
-    them the source returned), in target order. Values are compared as both engines' drivers
-    give them (:func:`normalize_key_value`); ``fold_text`` compares text like MariaDB's default
-    collations (case and trailing spaces ignored): a key that only differs so is kept, never
-    deleted."""
-    have = {tuple(normalize_key_value(v, fold_text) for v in k) for k in present}
-    return [k for k in target_keys if tuple(normalize_key_value(v, fold_text) for v in k) not in have]
+    them the source returned, as it stores them), in target order. Values are compared as both
+    engines' drivers give them (:func:`normalize_key_value`).
+
+    Text compares exactly but for trailing spaces: a ``CHAR(n)`` key comes back padded from
+    one engine and stripped from the other (a key differing only so is kept, never deleted).
+    Case is compared: a case-insensitive source returns its own spelling for the target's key,
+    and a target row spelled otherwise is a stale one (the source's key changed case).
+    """
+    have = {tuple(normalize_key_value(v) for v in k) for k in present}
+    return [k for k in target_keys if tuple(normalize_key_value(v) for v in k) not in have]
 
 
-def normalize_key_value(value: Any, fold_text: bool = False) -> Any:
+def normalize_key_value(value: Any) -> Any:
     """A key value in a form both engines' drivers agree on: integral decimals as ints,
     decimals without trailing zeros, aware datetimes as naive UTC, bytes-likes as bytes,
-    UUIDs as text (and, with ``fold_text``, text case-folded without trailing spaces)."""
+    UUIDs as text, text without trailing spaces."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, Decimal):
@@ -281,6 +284,6 @@ def normalize_key_value(value: Any, fold_text: bool = False) -> Any:
         return bytes(value)
     if isinstance(value, uuid.UUID):
         value = str(value)
-    if isinstance(value, str) and fold_text:
-        return value.rstrip(" ").casefold()
+    if isinstance(value, str):
+        return value.rstrip(" ")
     return value

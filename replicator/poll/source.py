@@ -370,7 +370,7 @@ class PollSource:
                     break
                 after = held[-1]
                 present = self._io(lambda: self.d.present(self.conn, info, t.key_sources, held))
-                gone = missing_keys(held, present, self.d.fold_text or self.td.fold_text)
+                gone = missing_keys(held, present)
                 if gone:
                     pos = replace(pos, seq=pos.seq + 1)
                     yield Begin(next(self._xid), pos.round, None, pos)
