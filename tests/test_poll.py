@@ -243,6 +243,8 @@ def test_poll_needs_select_only(pg_source: Any, mariadb: Any, fresh_db_name: str
     proc = cli(cfg, "run", "--once")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [utc_naive(r) for r in pg_items(pg_source, db)] == my_items(mariadb, db)
+    proc = cli(cfg, "snapshot")  # needs no replication slot: the first poll was the copy
+    assert proc.returncode == 0 and "its first poll copies the tables" in proc.stdout, proc.stdout + proc.stderr
 
     log_mode = tmp_path / "log.yaml"
     log_mode.write_text(cfg.read_text().replace("    mode: poll\n    poll: {column: updated_at}\n", ""))
