@@ -354,3 +354,33 @@ def test_composite_key_pg_poll_to_mariadb(pg_source: Any, mariadb: Any, fresh_db
     run_once(cfg)
     same()
     assert my_fetch(mariadb, db, "SELECT count(*) FROM acct")[0][0] == 12000 - 12 - 10 + 2
+
+
+def test_change_limit_pauses_a_mass_delete(pg_source: Any, pg_target: Any, fresh_db_name: str,
+                                           tmp_path: Path) -> None:
+    """The key comparison's deletes count against the flow's limits: a mass delete pauses the
+    flow before anything of it is written (also in the next run), `resume` lets it through."""
+    db = fresh_db_name
+    pg_source.create_database(db)
+    pg_target.create_database(db)
+    pg_script(pg_source, db, PG_ITEMS, "INSERT INTO items (id, name) SELECT g, 'n' FROM generate_series(1, 40) g")
+    cfg = poll_config(tmp_path / "c.yaml", pg_source.url(db), pg_target.url(db), "      - source: items\n",
+                      poll="{column: updated_at, overlap_s: 1}", flow="poll_" + db[-8:])
+    run_once(cfg)  # the copy, without limits
+    assert len(pg_items(pg_target, db)) == 40
+    time.sleep(1.5)  # past the overlap: the copied rows are not read again (they would count)
+    guarded = tmp_path / "guarded.yaml"
+    guarded.write_text(cfg.read_text().replace("    mode: poll\n",
+                                               "    mode: poll\n    limits: {max_rows_per_transaction: 5}\n"))
+    pg_script(pg_source, db, "DELETE FROM items WHERE id > 25")
+    for _ in range(2):  # the pause holds across runs: the same transaction is found again
+        proc = cli(guarded, "run", "--once")
+        assert proc.returncode == 1 and "paused by a change limit" in proc.stderr, proc.stdout + proc.stderr
+        assert len(pg_items(pg_target, db)) == 40
+    (position,) = pg_fetch(pg_target, db, "SELECT position FROM _replicator.pauses")[0]
+    assert position.startswith("poll deletes public.items from ")
+    proc = cli(guarded, "resume", "poll_" + db[-8:])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = cli(guarded, "run", "--once")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert pg_items(pg_target, db) == pg_items(pg_source, db)

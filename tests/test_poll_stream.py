@@ -99,8 +99,11 @@ def test_pages_positions_and_resume() -> None:
     assert commits[1].position.marks["s.t"].resume == (13, (6,))
     assert commits[2].position.marks["s.t"].resume is None and commits[2].position.marks["s.t"].value == 13
     assert isinstance(items[-1], Heartbeat) and items[-1].position > commits[-1].position
-    begins = [i for i in items if isinstance(i, Begin)]
-    assert [b.position for b in begins] == [c.position for c in commits]
+    # a transaction's identity says what it read from where: the same in the next session
+    begins = [i.position for i in items if isinstance(i, Begin)]
+    assert begins == ['poll rows s.t from null', 'poll rows s.t from [["i","11"],[["i","3"]]]',
+                      'poll rows s.t from [["i","13"],[["i","6"]]]']
+    assert [i.position for i in once(source(fake), None) if isinstance(i, Begin)] == begins
     # a restart after the first page continues after (11, 3), without reading rows 1-3 again
     resumed = once(source(fake), PollPosition.parse(commits[0].position.format()))
     assert changes(resumed) == [("u", i) for i in range(4, 8)]
@@ -134,6 +137,8 @@ def test_deletes_from_the_key_comparison() -> None:
     assert [d.key for d in deletes] == [{"id": 2}, {"id": 5}, {"id": 6}]
     assert all(d.after is None and d.table == T for d in deletes)
     # each page of target keys with deletes is its own transaction, before the round's rows
+    assert [i.position for i in items if isinstance(i, Begin)][:3] == [
+        'poll deletes d.t from [["i","1"]]', 'poll deletes d.t from [["i","3"]]', 'poll deletes d.t from [["i","6"]]']
     kinds = [type(i).__name__ for i in items]
     assert kinds[:9] == ["Begin", "Change", "Commit"] * 3  # key pages of 2: (1, 2), (3, 5), (6)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -47,7 +48,9 @@ from ..errors import ConfigError, ReplicatorError, SchemaError, TransientError
 from ..mapping import TableInfo
 from ..records import DELETE, UPDATE, Begin, Change, Commit, Heartbeat, Item, Position, TableId
 from .dialect import PollDialect, dialect_for
-from .position import Mark, PollPosition, advance, finish, lower_bound, missing_keys, observe
+from .position import (
+    LowerBound, Mark, PollPosition, advance, encode_value, finish, lower_bound, missing_keys, observe,
+)
 
 if TYPE_CHECKING:
     from ..binding import BoundTable
@@ -323,6 +326,7 @@ class PollSource:
         recent = self._recent.setdefault(t.source, {})
         prune_at = 2 * limit
         while True:
+            page_bound = bound
             rows = self._io(lambda: self.d.page(self.conn, info, t.column, t.order_key, bound, limit))
             if not rows:
                 return pos
@@ -348,7 +352,7 @@ class PollSource:
                     recent.clear()  # a mass update inside the window: not worth the memory
                 prune_at = max(2 * limit, 2 * len(recent))
             if changes:
-                yield Begin(next(self._xid), pos.round, None, pos)
+                yield Begin(next(self._xid), pos.round, None, _identity("rows", name, page_bound))
                 yield from changes
                 yield Commit(pos, pos.round)
                 self._handed = pos
@@ -373,7 +377,7 @@ class PollSource:
                 gone = missing_keys(held, present)
                 if gone:
                     pos = replace(pos, seq=pos.seq + 1)
-                    yield Begin(next(self._xid), pos.round, None, pos)
+                    yield Begin(next(self._xid), pos.round, None, _identity("deletes", str(t.target), held[0]))
                     for k in gone:
                         key = dict(zip(t.key_sources, k))
                         yield Change(DELETE, t.source, key, dict(key), None)
@@ -393,6 +397,19 @@ class PollSource:
                 if self._ack >= self._handed:
                     return
             self._interrupted.wait(0.05)
+
+
+def _identity(kind: str, table: str, start: Any) -> str:
+    """A poll transaction's identity (:attr:`Begin.position`): what it reads, from where. The
+    same checkpoint and source data give the same identity in the next session, so a change
+    limit's pause (replicator.guards) finds the transaction that tripped it again, and
+    ``replicator resume`` lets exactly that one through."""
+    if isinstance(start, LowerBound):
+        where: Any = None if start.everything else [encode_value(start.value),
+                                                     None if start.key is None else [encode_value(k) for k in start.key]]
+    else:
+        where = [encode_value(v) for v in start]
+    return f"poll {kind} {table} from " + json.dumps(where, separators=(",", ":"))
 
 
 def _digest(row: tuple[Any, ...]) -> bytes:
