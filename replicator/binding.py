@@ -18,11 +18,14 @@ from .protocols import Checkpoint, Sink, Source
 from .transform import MappingError, RowTransform
 if TYPE_CHECKING:
     from .pg.rawtransform import RawTransform
+    from .poll.source import PollSource
 from .transform import build as build_transform
 
 
 def open_source(config: Config, flow: FlowConfig) -> Source:
     system = config.systems[flow.source]
+    if flow.mode == "poll":
+        return open_poll_source(config, flow)
     if system.engine == "postgresql":
         from .pg.source import PostgresSource
 
@@ -30,6 +33,25 @@ def open_source(config: Config, flow: FlowConfig) -> Source:
     from .mysql.source import MySQLSource
 
     return MySQLSource(system.url, flow.name, server_id=flow.server_id, zero_dates=flow.zero_dates)
+
+
+def open_poll_source(config: Config, flow: FlowConfig) -> PollSource:
+    """A ``mode: poll`` flow's source (replicator.poll.source); it learns the tables' keys from
+    their bound mappings (:meth:`PollSource.bind`)."""
+    from .poll.source import PolledTable, PollSettings, PollSource
+
+    p = flow.poll_settings
+    tables = [
+        PolledTable(config.source_table(flow, t), config.target_table(flow, t), flow.poll_column(t) or "")
+        for t in flow.tables
+    ]
+    return PollSource(
+        config.systems[flow.source].url, config.systems[flow.source].engine, tables, flow=flow.name,
+        target_url=config.systems[flow.target].url, target_engine=config.systems[flow.target].engine,
+        state_schema=config.state_schema,
+        settings=PollSettings(p.interval_s, p.deletes_every_s, p.overlap_s, p.page_rows),
+        snapshot=flow.snapshot, zero_dates=flow.zero_dates,
+    )
 
 
 def open_sink(config: Config, flow: FlowConfig) -> Sink:

@@ -30,6 +30,12 @@ def check_config(config: Config) -> tuple[list[str], list[Problem]]:
     problems: list[Problem] = []
     source_ok: dict[str, bool] = {}
     for flow in config.flows:
+        if flow.mode == "poll":  # no log is read: no replication settings to demand
+            polled = f"{flow.source} (polled)"
+            if polled not in source_ok:
+                source_ok[polled] = _check_poll_source(config, flow.source, ok, problems)
+            _check_flow(config, flow, source_ok[polled], ok, problems)
+            continue
         if flow.source not in source_ok:
             check = _check_pg_source if config.systems[flow.source].engine == "postgresql" else _check_mysql_source
             source_ok[flow.source] = check(config, flow.source, ok, problems)
@@ -100,6 +106,49 @@ def _check_mysql_source(config: Config, name: str, ok: list[str], problems: list
 _CONNECT_FIX = "check the URL, the user's password and that the server runs"
 
 
+def _check_poll_source(config: Config, name: str, ok: list[str], problems: list[Problem]) -> bool:
+    """A polled source needs a connection and SELECT rights only (checked per table)."""
+    from .poll.dialect import dialect_for
+
+    where = f"system {name}"
+    dialect = dialect_for(config.systems[name].engine)
+    try:
+        conn = dialect.connect(config.systems[name].url, "source")
+    except ReplicatorError as exc:
+        problems.append(Problem(where, str(exc), _CONNECT_FIX))
+        return False
+    conn.close()
+    ok.append(f"{where}: reachable (polled: no replication settings needed)")
+    return True
+
+
+def _check_polled(source: object, flow: FlowConfig, table: TableConfig, info: object, where: str, ok: list[str],
+                  problems: list[Problem]) -> None:
+    """A polled table: a primary key, its poll column (NOT NULL), and the right to read them."""
+    from .mapping import TableInfo
+    from .poll.source import PollSource
+
+    assert isinstance(source, PollSource) and isinstance(info, TableInfo)
+    src = info.table
+    column = flow.poll_column(table) or ""
+    col = info.column(column)
+    if not info.primary_key:
+        problems.append(Problem(where, f"polled table {src} has no primary key (rows are read in key order and"
+                                " deletes found by key)", f"add a primary key to {src}"))
+    if col is None:
+        problems.append(Problem(where, f"polled table {src} has no column {column!r} to poll by",
+                                f"add a column that every write sets (e.g. updated_at), or set tables[].poll_column"))
+        return
+    if col.nullable:
+        problems.append(Problem(where, f"poll column {src}.{column} may be NULL: rows where it is NULL are never read",
+                                f"fill it and make it NOT NULL (with a default, e.g. the current time)"))
+    reason = source._io(lambda: source.d.can_read(source.conn, src, column))
+    if reason is not None:
+        problems.append(Problem(where, f"cannot read {src}: {reason}", f"GRANT SELECT ON {src} TO <user>"))
+        return
+    ok.append(f"{where}: polled table {src} can be read by {column}")
+
+
 def _check_creatable(
     config: Config, flow: FlowConfig, table: TableConfig, where: str, ok: list[str], problems: list[Problem]
 ) -> None:
@@ -156,6 +205,8 @@ def _check_flow(config: Config, flow: FlowConfig, source_ok: bool, ok: list[str]
                     problems.append(Problem(where, f"source table {src} has no primary key or replica identity", fix))
                 else:
                     ok.append(f"{where}: source table {src} has a key")
+                if src_info is not None and flow.mode == "poll":
+                    _check_polled(source, flow, table, src_info, where, ok, problems)
                 if src_info is not None and flow.two_way and config.systems[flow.source].engine == "postgresql":
                     if src_info.replica_identity != "f":
                         problems.append(Problem(

@@ -269,6 +269,10 @@ def snapshot(ctx: click.Context, flows: tuple[str, ...], tables: tuple[str, ...]
             click.echo(plan.sql + ";")
         if schema_only:
             continue
+        if flow.mode == "poll":
+            click.echo(f"{flow.name}: polls its source: its first poll copies the tables (`replicator sync-now"
+                       f" {flow.name}` polls at once); nothing else to copy")
+            continue
         outcomes = snapshot_flow(config, flow, chosen, progress=progress_for(flow.name), stop=stop, workers=workers)
         for o in outcomes:
             took = f" in {o.seconds:.1f} s ({o.rows / o.seconds:,.0f} rows/s)" if o.seconds else ""
@@ -582,6 +586,55 @@ def _since(text: str | None) -> Any:
     except ValueError:
         raise ConfigError(f"--since {text!r}: give an ISO time (2026-01-31T12:00) or a duration (90m, 2h, 7d)") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@cli.command("sync-now")
+@click.argument("flow_name")
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=1), help="Seconds to wait for a running flow to take the request.")
+@click.pass_context
+@handle_errors
+def sync_now(ctx: click.Context, flow_name: str, timeout: float) -> None:
+    """Sync a polled or scheduled flow now: the running `run` polls (or runs the batch) at once,
+    asked through the target's state tables; if none runs, once here like `run --once`."""
+    import time
+
+    from . import syncnow
+    from .binding import open_sink
+    from .pipeline import run_flows
+    from .snapstate import FlowLock
+
+    config = _config(ctx)
+    flow = config.flow(flow_name)
+    if flow.mode != "poll" and flow.schedule is None:
+        click.echo(f"flow {flow_name} reads the source's log: it applies changes as they commit while"
+                   " `run` is active; nothing to do")
+        return
+    # a scheduled flow's `run` holds the scheduler's lock between its runs
+    lock = FlowLock(config.systems[flow.target].url, f"{flow.name}:schedule" if flow.schedule else flow.name)
+    if lock.acquire():
+        lock.release()  # no `run` holds the flow: sync it here, once
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        failures = run_flows(config, [flow], once=True, stop=stop)
+        if failures:
+            for name, exc in failures:
+                click.echo(scrub(f"replicator: flow {name} failed: {exc}", config.secrets()), err=True)
+            sys.exit(1)
+        click.echo(f"flow {flow_name} synced (no `run` was active: ran once here)")
+        return
+    sink = open_sink(config, flow)
+    try:
+        syncnow.request(sink.conn, config.state_schema, flow.name)
+        deadline = time.monotonic() + timeout
+        while syncnow.pending(sink.conn, config.state_schema, flow.name):
+            if time.monotonic() > deadline:
+                syncnow.take(sink.conn, config.state_schema, flow.name)  # withdrawn
+                _fail(f"the running flow {flow_name} did not take the request within {timeout:g} s"
+                      " (is it stuck on an error? see its log)", 1, config.secrets())
+            time.sleep(0.2)
+    finally:
+        sink.close()
+    click.echo(f"flow {flow_name}: the running `run` is syncing now")
 
 
 def main() -> None:

@@ -117,6 +117,7 @@ class TableConfig(_Model):
     filter: str | None = Field(default=None, min_length=1)  # SQL over the source row
     defaults: dict[str, Any] = Field(default_factory=dict)  # target columns without a source
     validate_: list[str] = Field(default_factory=list, alias="validate")  # SQL over the written row
+    poll_column: str | None = Field(default=None, min_length=1)  # mode: poll: this table's column
     # Set when a ``direction: reverse`` flow was turned around at load time: the rules above
     # were declared for the other direction and run inverted (see replicator.transform).
     _reversed: bool = PrivateAttr(default=False)
@@ -144,7 +145,7 @@ class TableConfig(_Model):
     def plain(self) -> bool:
         """No option beyond names and renames: no value is transformed on the way."""
         return (
-            self.model_fields_set <= {"source", "target", "columns"}
+            self.model_fields_set <= {"source", "target", "columns", "poll_column"}
             and all(not (r.transforms or r.one_way) for r in self.columns.values())
         )
 
@@ -314,6 +315,17 @@ class HttpConfig(_Model):
         return self
 
 
+class PollConfig(_Model):
+    """``mode: poll``: read the tables every ``interval_s`` seconds by a column that changes with
+    every write (see replicator.poll.source)."""
+
+    column: str | None = Field(default=None, min_length=1)  # e.g. updated_at (tables[].poll_column overrides)
+    interval_s: float = Field(default=5.0, gt=0)
+    deletes_every_s: float = Field(default=60.0, ge=0)  # compare keys with the target (0: every round)
+    overlap_s: float = Field(default=10.0, ge=0)  # re-read this much below the watermark (time columns)
+    page_rows: int = Field(default=10_000, ge=1)  # rows per read (one source transaction each)
+
+
 class FlowConfig(_Model):
     name: str
     source: str
@@ -331,6 +343,8 @@ class FlowConfig(_Model):
     limits: LimitsConfig | None = None
     audit: AuditConfig | None = None
     schedule: ScheduleConfig | None = None  # batch mode: sync at these times (replicator.schedule)
+    mode: Literal["log", "poll"] = "log"  # poll: no log access, tables read by a column (see `poll`)
+    poll: PollConfig | None = None
 
     @field_validator("audit", mode="before")
     @classmethod
@@ -360,6 +374,14 @@ class FlowConfig(_Model):
     def two_way(self) -> bool:
         """One half of a ``direction: both`` flow (after loading, both halves say so)."""
         return self.direction == "both"
+
+    @property
+    def poll_settings(self) -> PollConfig:
+        return self.poll or PollConfig()
+
+    def poll_column(self, table: TableConfig) -> str | None:
+        """The column a polled table is read by."""
+        return table.poll_column or self.poll_settings.column
 
     @property
     def slot_name(self) -> str:
@@ -398,17 +420,33 @@ class Config(_Model):
                 raise _PathError(f"flows[{i}].schedule", "a two-way flow (direction: both) cannot be scheduled:"
                                  " its conflicts are decided against each side's current rows as changes"
                                  " arrive: run it continuously")
+            if flow.poll is not None and flow.mode != "poll":
+                raise _PathError(f"flows[{i}].poll", "poll options go with mode: poll")
+            if flow.mode == "poll" and flow.direction == "both":
+                raise _PathError(f"flows[{i}].mode", "a two-way flow reads both logs (its loop guard needs them):"
+                                 " mode: poll is one-way only")
             targets: set[str] = set()
             for j, table in enumerate(flow.tables):
                 src = self.source_table(flow, table)
                 if str(src) in targets:
                     raise _PathError(f"flows[{i}].tables[{j}].source", f"{src} is listed twice")
                 targets.add(str(src))
+                if table.poll_column is not None and flow.mode != "poll":
+                    raise _PathError(f"flows[{i}].tables[{j}].poll_column", "poll_column goes with mode: poll")
+                if flow.mode == "poll" and flow.poll_column(table) is None:
+                    raise _PathError(f"flows[{i}].poll.column", f"a poll flow needs the column to read {table.source}"
+                                     " by (e.g. updated_at): set poll.column, or tables[].poll_column")
                 for col, rule in table.columns.items():
                     if rule.owner is not None and rule.owner not in self.systems:
                         known = ", ".join(sorted(self.systems))
                         raise _PathError(f"flows[{i}].tables[{j}].columns.{col}.owner",
                                          f"unknown system {rule.owner!r} (known: {known})")
+        for i, flow in enumerate(self.flows):
+            back = [f.name for f in self.flows if f.source == flow.target and f.target == flow.source]
+            if flow.mode == "poll" and back:
+                raise _PathError(f"flows[{i}].mode", f"flow {back[0]} writes back into {flow.source}, and a poll"
+                                 " cannot tell its rows from the source's own (there is no log to carry the"
+                                 " loop guard's tags): they would be sent back; poll one way only")
         _no_loops(self.flows)
         return self
 

@@ -327,6 +327,9 @@ class FlowRunner:
                 b.mapping.source: (b.source.column_names, b.passthrough)
                 for b in self._bound if b.passthrough is not None
             }
+            if self.flow.mode == "poll":  # the poll source compares keys with the target's
+                source.bind(self._bound)  # type: ignore[attr-defined]
+                self._passthrough = {}
             if self._passthrough and hasattr(sink, "apply_raw") and hasattr(source, "set_passthrough"):
                 source.set_passthrough(self._passthrough)
             watched = [m.source for m in mappings.values()]
@@ -355,6 +358,8 @@ class FlowRunner:
                     gate.positions[b.mapping.source] = source.parse_position(st.position)
                 elif st is not None or self.flow.snapshot == "initial":
                     todo.append(b)  # never copied (to this target), interrupted, or requested
+            if self.flow.mode == "poll":
+                todo = []  # a poll flow's first round is its copy
             for name in states.keys() - {b.name for b in self._bound}:
                 state.forget(self.flow.name, name)  # left the flow: copied again if it returns
             sink.conn.commit()

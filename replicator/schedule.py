@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import structlog
 
+from . import syncnow
 from .telemetry import MONITORS
 
 if TYPE_CHECKING:
@@ -251,6 +252,10 @@ def run_flow(config: Config, flow: FlowConfig, *, once: bool, stop: threading.Ev
         except FlowPaused as exc:  # applied up to the paused transaction; later runs go on from there
             log.warning("scheduled run stopped at a paused transaction; runs go on once it is resumed",
                         flow=flow.name, error=str(exc))
+
+    if wake is None:
+        def wake() -> bool:  # `replicator sync-now FLOW` asks for a run now (replicator.syncnow)
+            return lock.conn is not None and syncnow.take(lock.conn, config.state_schema, flow.name)
 
     hold()
     MONITORS.flow(flow.name).set_state("scheduled", "waiting for the first run")

@@ -342,3 +342,40 @@ def test_scheduled_flow_paused_by_a_limit_keeps_its_schedule(
     finally:
         rep.cleanup()
         drop_slot_when_released(pg_source, f"replicator_{flow}")
+
+
+def test_sync_now_runs_a_scheduled_flow_at_once(pg_source: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
+    """`replicator sync-now` on a flow scheduled hourly: the running scheduler runs the batch
+    within a second or two instead of waiting for the hour; with no `run` active, the command
+    runs it once itself."""
+    db = fresh_db_name
+    flow = f"schednow_{secrets.token_hex(3)}"
+    pg_source.create_database(db)
+    pg_source.execute(DDL + SEED, dbname=db)
+    target = PgTarget(pg_target, db, DDL + SEED)
+    target.create_tables()
+    cfg = scheduled_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), target.url, "{every: 1h}")
+    rep = Replicator(cfg, tmp_path)
+    try:
+        rep.start()
+        wait_for("the first scheduled run", lambda: runs_done(rep) == 1, timeout=60)
+        pg_script(pg_source, db, "UPDATE t SET version = 5 WHERE id <= 10", "DELETE FROM child WHERE id = 13")
+        time.sleep(2)
+        assert pg_rows(pg_target, db, "t") != pg_rows(pg_source, db, "t"), "nothing before the next run"
+        out = cli(cfg, "sync-now", flow)
+        assert out.returncode == 0 and "syncing now" in out.stdout, out.stdout + out.stderr
+        wait_for("the requested run", lambda: all(pg_rows(pg_target, db, t) == pg_rows(pg_source, db, t) for t in TABLES),
+                 timeout=30)
+        assert runs_done(rep) == 2
+        assert rep.proc is not None
+        rep.proc.terminate()
+        assert rep.proc.wait(timeout=30) == 0
+        assert_clean_log(rep.log(), "scheduled flow with sync-now")
+        # no run active: the command syncs by itself
+        pg_script(pg_source, db, "INSERT INTO t VALUES (5000, 1, 'x')")
+        out = cli(cfg, "sync-now", flow)
+        assert out.returncode == 0 and "ran once here" in out.stdout, out.stdout + out.stderr
+        assert pg_rows(pg_target, db, "t") == pg_rows(pg_source, db, "t")
+    finally:
+        rep.cleanup()
+        drop_slot_when_released(pg_source, f"replicator_{flow}")
