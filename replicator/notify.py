@@ -9,7 +9,10 @@ a while gets everything later. What cannot wait is dropped and counted: when a q
 Every body is JSON; the ``X-Replicator-Signature`` header is ``sha256=<hex HMAC-SHA256 of the
 raw body with the URL's secret>`` (verify it before trusting a body), ``X-Replicator-Event``
 names the event and ``X-Replicator-Delivery`` is a unique id (the same across retries: a
-receiver can drop duplicates). Notifications are at-least-once and in order per URL.
+receiver can drop duplicates). In order per URL, at-least-once while the process runs: the
+queues live in memory, so what is still pending when ``run`` exits (it waits up to 5 s) is
+dropped, with a warning saying how many -- the conflicts and dead letters themselves stay in
+their tables on the target (``conflicts list``, ``dlq list``).
 
 Events are sent after the target transaction that records them commits (see the pipeline), so
 a receiver never hears of a conflict or dead letter that a crash then rolled back.
@@ -41,23 +44,40 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class _Note:
+    """A notification as queued: serialized by the delivering thread, once, not by the
+    pipeline's writer that sends it."""
+
+    __slots__ = ("event", "flow", "data", "at", "_body")
+
+    def __init__(self, event: str, flow: str, data: dict[str, Any]) -> None:
+        self.event, self.flow, self.data, self.at = event, flow, data, _utc()
+        self._body: bytes | None = None
+
+    def body(self) -> bytes:
+        if self._body is None:
+            doc = {**jsonable(self.data), "event": self.event, "flow": self.flow, "at": self.at}
+            self._body = json.dumps(doc, ensure_ascii=False).encode()
+        return self._body
+
+
 class _Delivery:
     """One URL's queue and its delivering thread."""
 
     def __init__(self, hook: WebhookConfig, notifier: Notifier) -> None:
         self.hook = hook
         self.notifier = notifier
-        self.queue: deque[tuple[str, str, bytes]] = deque()
+        self.queue: deque[tuple[_Note, str]] = deque()  # (notification, delivery id)
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
         self.thread.start()
 
-    def put(self, event: str, body: bytes) -> None:
+    def put(self, note: _Note) -> None:
         with self.cond:
             if len(self.queue) >= self.notifier.max_pending:
                 self.queue.popleft()
                 self.notifier.dropped += 1
-            self.queue.append((event, uuid.uuid4().hex, body))
+            self.queue.append((note, uuid.uuid4().hex))
             self.cond.notify()
 
     def _run(self) -> None:
@@ -71,7 +91,8 @@ class _Delivery:
                         self.cond.wait(0.5)
                     if stop.is_set():
                         return
-                    event, delivery, body = self.queue[0]
+                    note, delivery = self.queue[0]
+                event, body = note.event, note.body()
                 headers = {"content-type": "application/json", "x-replicator-event": event,
                            "x-replicator-delivery": delivery, "user-agent": "replicator"}
                 if self.hook.secret:
@@ -115,9 +136,9 @@ class Notifier:
         wanted = [d for d in self._deliveries if event in d.hook.events]
         if not wanted:
             return
-        body = json.dumps({**jsonable(data), "event": event, "flow": flow, "at": _utc()}, ensure_ascii=False).encode()
+        note = _Note(event, flow, data)
         for d in wanted:
-            d.put(event, body)
+            d.put(note)
 
     def pending(self) -> int:
         return sum(len(d.queue) for d in self._deliveries)
@@ -134,6 +155,9 @@ class Notifier:
                 if not self.pending() or deadline.wait(0.1):
                     break
         self.stop.set()
+        if self.pending():
+            log.warning("notifications not delivered before exit are dropped (they are kept in memory only)",
+                        pending=self.pending())
         for d in self._deliveries:
             with d.cond:
                 d.cond.notify_all()
