@@ -39,6 +39,7 @@ from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
 from .errors import ConfigError, ReplicatorError, SchemaError, TransientError
 from .guards import Guard, GuardTripped, Pauses
+from .history import History
 from .loopguard import TaggedSink, decode, ensure_tag_table, tag_table
 from .mapping import TableMapping
 from .pg.passthrough import RawBatch, RawRows
@@ -242,6 +243,7 @@ class FlowRunner:
         self._guard: Guard | None = None
         self._audit_file = AuditFile(flow.audit.file) if flow.audit is not None and flow.audit.file else None
         self._next_prune = 0.0
+        self._next_history_prune = 0.0
         # Loop guard (see replicator.loopguard): tag what we write when the target is read by
         # another flow; a flow with one back to its source never writes on echoes alone.
         self._tagging = any(f.source == flow.target for f in config.flows)
@@ -300,6 +302,7 @@ class FlowRunner:
                 sink.conn.commit()
             if self.flow.audit is not None:
                 self._prune_audit(sink)
+            self._prune_history(sink)
             self._guard = self._wait_if_paused(sink)
             if self.flow.snapshot == "initial":
                 self._create_missing(source, sink)
@@ -935,6 +938,13 @@ class FlowRunner:
         if pruned:
             self.log.info("audit trail pruned", entries=pruned, retention_days=self.flow.audit.retention_days)
 
+    def _prune_history(self, sink: Sink) -> None:
+        """Checkpoint history older than ``rewind.history_days``: at start, then hourly."""
+        if time.monotonic() < self._next_history_prune:
+            return
+        self._next_history_prune = time.monotonic() + AUDIT_PRUNE_SECONDS
+        History(sink.conn, self.config.state_schema).prune(self.flow.rewind.history_days, self.flow.name)
+
     def _last_writer(self, sink: Sink) -> LastWriter:
         """Where last_writer_wins finds the commit time of the target's rows (replicator.lww)."""
         if self.config.systems[self.flow.target].engine == "postgresql":
@@ -1034,7 +1044,7 @@ class FlowRunner:
         session applies what came before the transaction and waits there. Or the pipeline
         reached the paused transaction: wait for ``resume``."""
         sink.rollback()
-        if self._guard is not None and self._guard.hold == exc.position:
+        if self._guard is not None and self._guard.holds(exc.position):
             self._await_resume(sink, exc.reason)
             return
         Pauses(sink.conn, self.config.state_schema).pause(self.flow.name, exc.reason, exc.position)
@@ -1058,6 +1068,7 @@ class FlowRunner:
         if self._crash_after and self.stats.batches >= self._crash_after:
             os.kill(os.getpid(), signal.SIGKILL)  # test hook: crash between commit and ack
         source.acknowledge(position)
+        self._prune_history(sink)
         if changes:
             self.stats.changes += changes
             self.stats.transactions += transactions
