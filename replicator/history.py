@@ -93,6 +93,25 @@ class History:
         )
         return self._row(rows[0]) if rows else None
 
+    def at(self, flow: str, position: str) -> HistoryRow | None:
+        """The newest checkpoint recorded at exactly ``position``."""
+        rows = self.db.exec(
+            f"SELECT flow, position, source_commit_time, changes_applied, transactions_applied, recorded_at, event"
+            f" FROM {self.t} WHERE flow = %s AND position = %s AND event IS NULL ORDER BY id DESC LIMIT 1",
+            (flow, position),
+        )
+        return self._row(rows[0]) if rows else None
+
+    def newest_before(self, flow: str, cutoff: datetime) -> HistoryRow | None:
+        """The newest checkpoint committed before ``cutoff`` (what a rewind window releases)."""
+        db = self.db
+        rows = db.exec(
+            f"SELECT flow, position, source_commit_time, changes_applied, transactions_applied, recorded_at, event"
+            f" FROM {self.t} WHERE flow = %s AND recorded_at < %s AND event IS NULL ORDER BY id DESC LIMIT 1",
+            (flow, db.ts_value(cutoff)),
+        )
+        return self._row(rows[0]) if rows else None
+
     def oldest(self, flow: str) -> HistoryRow | None:
         rows = self.db.exec(
             f"SELECT flow, position, source_commit_time, changes_applied, transactions_applied, recorded_at, event"

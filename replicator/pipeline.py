@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import structlog
 
@@ -332,6 +332,7 @@ class FlowRunner:
                     self._lww = self._last_writer(sink)
             checkpoint = ensure_checkpoint(self.flow, source, sink)
             start = source.parse_position(checkpoint.position)
+            self._release_window(source, sink, start)
             if self.once and self._stop_at is None:
                 self._stop_at = source.current_position()
             gate = SnapshotGate(source.covered)
@@ -937,6 +938,19 @@ class FlowRunner:
         pruned = AuditTrail(sink.conn, self.config.state_schema).prune(self.flow.audit.retention_days, self.flow.name)
         if pruned:
             self.log.info("audit trail pruned", entries=pruned, retention_days=self.flow.audit.retention_days)
+
+    def _release_window(self, source: Source, sink: Sink, start: Position) -> None:
+        """A source holding back its acknowledgements (``rewind.window``) may let go of what
+        was applied longer ago than the window, in earlier processes too, never past the
+        checkpoint (which a rewind may have moved back)."""
+        release = getattr(source, "release", None)
+        if release is None or self.flow.rewind.window <= 0:
+            return
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.flow.rewind.window)
+        row = History(sink.conn, self.config.state_schema).newest_before(self.flow.name, cutoff)
+        sink.conn.commit()
+        if row is not None:
+            release(min(source.parse_position(row.position), start))
 
     def _prune_history(self, sink: Sink) -> None:
         """Checkpoint history older than ``rewind.history_days``: at start, then hourly."""

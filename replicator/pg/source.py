@@ -174,6 +174,14 @@ class PostgresSource:
                 self._held.append((now, position))
         self._release()
 
+    def release(self, position: Position) -> None:
+        """Report ``position`` now: the pipeline knows from the checkpoint history that it was
+        applied longer ago than the window (in an earlier process: ``run --once`` from cron
+        would otherwise never move the slot)."""
+        with self._ack_lock:
+            if position > self._ack:
+                self._ack = position
+
     def _release(self) -> None:
         """Report the newest position applied longer ago than ``hold_back``."""
         cutoff = time.monotonic() - self.hold_back
