@@ -231,9 +231,9 @@ def test_rollback_restores_the_earlier_rows_then_pauses(pg_source: Any, pg_targe
     assert "rolled back 0 change(s)" in again
     assert p.rows(p.dst) == before
 
-    out = run(p.cfg, "run", "--once", expect=1)  # paused
-    assert "paused" in out
     p.source("UPDATE items SET name = 'after' WHERE id = 1")
+    out = run(p.cfg, "run", "--once", expect=1)  # paused before the source's next change
+    assert "paused" in out and p.rows(p.dst) == before
     run(p.cfg, "resume", p.flow)
     run(p.cfg, "run", "--once")
     rows = {r[0]: r for r in p.rows(p.dst)}
@@ -256,12 +256,17 @@ def test_rollback_restores_the_earlier_rows_then_pauses(pg_source: Any, pg_targe
     time.sleep(1.1)
     when = utc_now()
     time.sleep(1.1)
+    prior = {r[0]: r for r in p.rows(p.dst)}
     p.source("UPDATE items SET name = 'redo' WHERE id = 3", "DELETE FROM items WHERE id = 4")
     run(p.cfg, "run", "--once")
     p.target("UPDATE items SET name = 'target-side mistake' WHERE id = 3")
-    run(p.cfg, "rollback", p.flow, "--to", when, "--then", "rewind", "--yes")
+    out = run(p.cfg, "rollback", p.flow, "--to", when, "--then", "rewind", "--yes")
+    assert "rolled back 2 change(s)" in out
+    assert {r[0]: r for r in p.rows(p.dst)} == prior  # the mistake too: the undo sets the old values
     run(p.cfg, "run", "--once")
-    p.assert_equal()
+    prior[3] = {r[0]: r for r in p.rows(p.src)}[3]
+    del prior[4]
+    assert {r[0]: r for r in p.rows(p.dst)} == prior
 
 
 def test_rollback_needs_the_audit_trail(pg_source: Any, pg_target: Any, tmp_path: Path) -> None:
