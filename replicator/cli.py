@@ -556,6 +556,9 @@ def resume(ctx: click.Context, flow_name: str) -> None:
     if pause is None:
         click.echo(f"flow {flow_name} is not paused")
         return
+    if pause.position == "*":  # paused by a rollback (replicator.rollback): no transaction was held yet
+        click.echo(f"flow {flow_name} resumed: it goes on with the source's next change ({pause.reason})")
+        return
     click.echo(f"flow {flow_name} resumed: the transaction at {pause.position} ({pause.reason}) will be applied")
 
 

@@ -278,7 +278,12 @@ def plan(config: Config, flow: FlowConfig, sink: Sink, to: str | datetime) -> Ro
             types[table] = column_types(sink.conn, table, db.is_pg)
         entry = AuditEntry(flow.name, "", str(r[1]), loads(r[2]), str(r[3]), loads(r[4]), loads(r[5]), r[6], None,
                            id=int(r[0]))
-        undo.append(undo_of(entry, table, list(types[table])))
+        u = undo_of(entry, table, list(types[table]))
+        unknown = [c for c in [*u.key, *u.values] if c not in types[table]]
+        if unknown:
+            raise RewindRefused(f"audit entry {r[0]}: target table {table} has no column {', '.join(unknown)} any more:"
+                                " cannot undo it")
+        undo.append(u)
     sink.conn.commit()
     return RollbackPlan(current, point, undo, [u.entry_id for u in undo])
 
@@ -295,6 +300,8 @@ def run(config: Config, flow: FlowConfig, sink: Sink, p: RollbackPlan, then: str
         check_held(config, flow, p.point.position)
     types: dict[TableId, dict[str, str]] = {}
     for u in p.undo:
+        if u.kind == "update" and not u.values:
+            continue  # an update that changed nothing the target holds
         if u.table not in types:
             types[u.table] = column_types(sink.conn, u.table, db.is_pg)
         if db.is_pg:

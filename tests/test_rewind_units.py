@@ -86,6 +86,7 @@ def test_undo_statements_from_audit_entries() -> None:
     assert undo_of(entry("c", None, {"id": 1, "name": "a", "price": "1.00"}), T, cols).kind == "delete"
     u = undo_of(entry("u", {"name": "a"}, {"name": "b"}), T, cols)
     assert (u.kind, u.values, u.key) == ("update", {"name": "a"}, {"id": 1})
+    assert undo_of(entry("u", {}, {}), T, cols).values == {}  # changed nothing: skipped when run
     d = undo_of(entry("d", {"id": 1, "name": "a", "price": "1.00"}, None), T, cols)
     assert (d.kind, d.values) == ("insert", {"id": 1, "name": "a", "price": "1.00"})
 
