@@ -380,3 +380,25 @@ def test_mariadb_rewind_by_gtid_and_time_refusal_after_purge_and_rollback(mariad
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"the source no longer holds {between}" in lines[0], lines
     assert checkpoint() == now
+
+
+def test_the_window_lets_the_slot_go_on_across_processes(pg_source: Any, pg_target: Any, tmp_path: Path) -> None:
+    """``run --once`` from cron: each process is shorter than the window, and the slot must still
+    move on (from the checkpoint history), never past the checkpoint."""
+    p = PgPair(pg_source, pg_target, tmp_path, extra="    rewind: {window: 1}\n")
+    slot = "replicator_" + p.flow.replace("-", "_")
+
+    def confirmed() -> int:
+        return lsn(str(pg_fetch(pg_source, p.db, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots"
+                                " WHERE slot_name = %s", (slot,))[0][0]))
+
+    run(p.cfg, "run", "--once")
+    p.source(f"INSERT INTO items VALUES {rows_sql(range(1, 4))}")
+    run(p.cfg, "run", "--once")
+    first = lsn(p.checkpoint())
+    assert confirmed() < first  # held back
+    time.sleep(1.5)
+    p.source("UPDATE items SET name = 'x' WHERE id = 1")
+    run(p.cfg, "run", "--once")
+    assert first <= confirmed() <= lsn(p.checkpoint())
+    p.assert_equal()
