@@ -81,9 +81,13 @@ def state_at(url: str, when: datetime, server_id: int) -> tuple[MariaGtid, datet
     )
     cutoff = when.timestamp()
     last: datetime | None = None
+    start = state
     try:
         for ev in reader:
             if ev.timestamp >= cutoff:
+                if last is None and start.domains:  # the transactions just before may be purged
+                    raise ReplicatorError(f"the source's binlogs do not reach back to {when.isoformat()}"
+                                          f" (the oldest kept starts at GTID {start} with a later transaction)")
                 break
             state = state.advance(ev.domain_id, ev.server_id, ev.gtid_seq_no)
             last = datetime.fromtimestamp(ev.timestamp, when.tzinfo)
