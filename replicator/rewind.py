@@ -59,6 +59,8 @@ def looks_like_position(engine: str, text: str) -> bool:
     text = text.strip()
     if engine == "postgresql":
         return bool(_LSN.fullmatch(text))
+    if re.fullmatch(r"\d{4}-\d\d-\d\d", text):  # a date (GTIDs do not zero-pad)
+        return False
     return bool(_GTID.fullmatch(text) or _FILEPOS.fullmatch(text) and not text[:4].isdigit())
 
 

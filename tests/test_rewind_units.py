@@ -38,7 +38,7 @@ def test_rewind_config_defaults_and_errors() -> None:
 @pytest.mark.parametrize("engine, text, expected", [
     ("postgresql", "0/16B3748", True), ("postgresql", "2026-01-31T12:00:00", False), ("postgresql", "10m ago", False),
     ("mysql", "0-1-123", True), ("mysql", "0-1-123,1-2-5", True), ("mysql", "mysql-bin.000003:1234", True),
-    ("mysql", "2026-01-31T12:00:00", False), ("mysql", "2026-01-31 12:00", False), ("mysql", "30m", False),
+    ("mysql", "2026-01-31T12:00:00", False), ("mysql", "2026-01-31 12:00", False), ("mysql", "2026-01-31", False), ("mysql", "30m", False),
 ])
 def test_positions_are_told_from_times(engine: str, text: str, expected: bool) -> None:
     assert looks_like_position(engine, text) is expected
