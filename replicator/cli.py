@@ -122,7 +122,7 @@ def run(ctx: click.Context, flows: tuple[str, ...], once: bool) -> None:
 
 @cli.group()
 def checkpoint() -> None:
-    """Inspect where each flow stands."""
+    """Inspect where each flow stands (and its history); rewind it."""
 
 
 @checkpoint.command("show")
