@@ -29,7 +29,7 @@ def open_source(config: Config, flow: FlowConfig) -> Source:
     if system.engine == "postgresql":
         from .pg.source import PostgresSource
 
-        return PostgresSource(system.url, flow.slot_name, flow.publication_name)
+        return PostgresSource(system.url, flow.slot_name, flow.publication_name, hold_back=flow.rewind.window)
     from .mysql.source import MySQLSource
 
     return MySQLSource(system.url, flow.name, server_id=flow.server_id, zero_dates=flow.zero_dates)

@@ -187,20 +187,25 @@ def pause(ctx: click.Context, flow_name: str, reason: str) -> None:
 
 @cli.group()
 def checkpoint() -> None:
-    """Inspect where each flow stands."""
+    """Inspect where each flow stands (and its history); rewind it."""
 
 
 @checkpoint.command("show")
 @click.option("--flow", "flow_name", default=None, help="Only this flow.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--history", is_flag=True, help="The timeline: the flow's recent checkpoints and rewinds.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1), help="With --history: rows per flow.")
 @click.pass_context
 @handle_errors
-def checkpoint_show(ctx: click.Context, flow_name: str | None, as_json: bool) -> None:
+def checkpoint_show(ctx: click.Context, flow_name: str | None, as_json: bool, history: bool, limit: int) -> None:
     """Per flow: committed source position, when, changes applied, and the source's position now."""
     from .status import checkpoint_rows
 
     config = _config(ctx)
     flows = [config.flow(flow_name)] if flow_name else list(config.flows)
+    if history:
+        _show_history(config, flows, limit, as_json)
+        return
     rows = checkpoint_rows(config, flows)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
@@ -225,6 +230,102 @@ def checkpoint_show(ctx: click.Context, flow_name: str | None, as_json: bool) ->
             else:
                 what = "requested (the running flow will copy it)"
             click.echo(f"  snapshot          {snap['table']}: {what}")
+
+
+# -- checkpoint history, rewind, rollback (replicator.history, .rewind, .rollback) -------------
+
+def _show_history(config: Config, flows: list[Any], limit: int, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from .binding import open_sink
+    from .history import History
+
+    for flow in flows:
+        sink = open_sink(config, flow)
+        try:
+            sink.ensure_state()
+            rows = History(sink.conn, config.state_schema).timeline(flow.name, limit)
+            sink.conn.commit()
+        finally:
+            sink.close()
+        if as_json:
+            click.echo(json.dumps([asdict(r) for r in rows], indent=2, default=str))
+            continue
+        click.echo(f"flow {flow.name}: {len(rows)} checkpoint(s), oldest first")
+        _table([{"recorded": r.recorded_at, "position": r.position, "source committed": r.source_commit_time,
+                 "changes": r.changes_applied, "event": r.event or ""} for r in rows])
+
+
+def _to_point(text: str, engine: str) -> Any:
+    """``--to``: a position in the source's text form, or a time (ISO, or ``10m``/``10m ago``)."""
+    from .rewind import looks_like_position
+
+    if looks_like_position(engine, text):
+        return text.strip()
+    try:
+        return _since(text.strip().removesuffix("ago").strip())
+    except ConfigError:
+        raise ConfigError(f"--to {text!r}: give a source position (LSN 0/16B3748, GTID 0-1-123) or a time"
+                          " (ISO 2026-01-31T12:00:00, or 10m / 2h ago)") from None
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError("not confirmed: add --yes to run this without a terminal")
+    if not click.confirm(question, default=False):
+        raise ReplicatorError("cancelled: nothing was changed")
+
+
+@checkpoint.command("rewind")
+@click.argument("flow_name")
+@click.option("--to", "to", required=True, help="A source position (LSN / GTID) or a time (ISO, or 30m ago).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def checkpoint_rewind(ctx: click.Context, flow_name: str, to: str, yes: bool) -> None:
+    """Move a stopped flow back to an earlier position; `run` then applies again from there."""
+    from . import rewind as rw
+
+    config = _config(ctx)
+    flow = config.flow(flow_name)
+    point_in = _to_point(to, config.systems[flow.source].engine)
+    with rw.stopped(config, flow) as sink:
+        current, point = rw.plan(config, flow, sink, point_in)
+        if rw.compare(config.systems[flow.source].engine, point.position, current.position) == 0:
+            click.echo(f"flow {flow.name} is already at {point.position}: nothing to rewind")
+            return
+        _confirm(f"Rewind flow {flow.name} from {current.position} to {point.position} ({point.how})?", yes)
+        rw.rewind(config, flow, sink, current, point)
+    click.echo(f"flow {flow.name} rewound from {current.position} to {point.position}; `replicator run` applies"
+               " the source's changes since then again")
+
+
+@cli.command()
+@click.argument("flow_name")
+@click.option("--to", "to", required=True, help="A source position (LSN / GTID) or a time (ISO, or 30m ago).")
+@click.option("--then", "then", type=click.Choice(["pause", "rewind"]), default="pause", show_default=True,
+              help="After the undo: pause the flow before its next change, or rewind it to the point.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+@handle_errors
+def rollback(ctx: click.Context, flow_name: str, to: str, then: str, yes: bool) -> None:
+    """Undo on the target what the flow applied after a point (from its audit trail), in one transaction."""
+    from . import rewind as rw
+    from . import rollback as rb
+
+    config = _config(ctx)
+    flow = config.flow(flow_name)
+    point_in = _to_point(to, config.systems[flow.source].engine)
+    with rw.stopped(config, flow) as sink:
+        p = rb.plan(config, flow, sink, point_in)
+        _confirm(f"Undo {len(p.undo)} change(s) flow {flow.name} applied after {p.point.position} ({p.point.how}),"
+                 f" then {then} the flow?", yes)
+        rb.run(config, flow, sink, p, then)
+    after = (f"flow {flow.name} paused: `replicator resume {flow.name}` goes on with the source's next change"
+             if then == "pause" else f"checkpoint at {p.point.position}: `replicator run` applies the changes again")
+    click.echo(f"rolled back {len(p.undo)} change(s) applied after {p.point.position}; {after}")
 
 
 @cli.command()
@@ -524,7 +625,9 @@ def resume(ctx: click.Context, flow_name: str) -> None:
     if pause is None:
         click.echo(f"flow {flow_name} is not paused")
         return
-    if pause.position is None:
+    if pause.position == "*":  # paused by a rollback (replicator.rollback): no transaction was held yet
+        click.echo(f"flow {flow_name} resumed: it goes on with the source's next change ({pause.reason})")
+    elif pause.position is None:
         click.echo(f"flow {flow_name} resumed ({pause.reason})")
     else:
         click.echo(f"flow {flow_name} resumed: the transaction at {pause.position} ({pause.reason}) will be applied")

@@ -326,6 +326,39 @@ class PollConfig(_Model):
     page_rows: int = Field(default=10_000, ge=1)  # rows per read (one source transaction each)
 
 
+class RewindConfig(_Model):
+    """How far back a flow can be rewound (see replicator.rewind).
+
+    ``window``: a PostgreSQL source is acknowledged only for positions applied longer ago than
+    this, so its slot keeps that much WAL and a rewind (or rollback then rewind) within it is
+    possible; 0 acknowledges at once. MySQL/MariaDB keep binlogs by their own retention.
+    ``history_days``: how long the checkpoint history is kept.
+    """
+
+    window: float = 600.0  # seconds; YAML also takes "30m", "1h", "2d"
+    history_days: float = Field(default=7, gt=0)
+
+    @field_validator("window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("window")
+    @classmethod
+    def _not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``1h``, ``2d``."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (seconds, or like 30m, 1h, 2d)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
 class FlowConfig(_Model):
     name: str
     source: str
@@ -345,6 +378,7 @@ class FlowConfig(_Model):
     schedule: ScheduleConfig | None = None  # batch mode: sync at these times (replicator.schedule)
     mode: Literal["log", "poll"] = "log"  # poll: no log access, tables read by a column (see `poll`)
     poll: PollConfig | None = None
+    rewind: RewindConfig = RewindConfig()  # checkpoint history and rewind window
 
     @field_validator("audit", mode="before")
     @classmethod

@@ -24,6 +24,9 @@ from .config import LimitsConfig
 from .statedb import StateDB
 
 
+ANY_TRANSACTION = "*"  # a pause position that holds the next transaction, whichever it is (rollback)
+
+
 class GuardTripped(Exception):
     """A limit was exceeded by the transaction at ``position`` (its text form)."""
 
@@ -109,7 +112,7 @@ class Guard:
         return problem
 
     def holds(self, position: str | None) -> bool:
-        return self.hold is not None and position == self.hold
+        return self.hold is not None and (position == self.hold or self.hold == ANY_TRANSACTION)
 
     @property
     def counts_keys(self) -> bool:

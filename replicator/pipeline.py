@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import structlog
 from typing import Any
@@ -41,6 +41,7 @@ from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
 from .errors import ConfigError, FlowPaused, ReplicatorError, SchemaError, TransientError
 from .guards import Guard, GuardTripped, Pauses
+from .history import History
 from .loopguard import TaggedSink, decode, ensure_tag_table, tag_table
 from .mapping import TableMapping
 from .pg.passthrough import RawBatch, RawRows
@@ -251,6 +252,7 @@ class FlowRunner:
         self._guard: Guard | None = None
         self._audit_file = AuditFile(flow.audit.file) if flow.audit is not None and flow.audit.file else None
         self._next_prune = 0.0
+        self._next_history_prune = 0.0
         # Loop guard (see replicator.loopguard): tag what we write when the target is read by
         # another flow; a flow with one back to its source never writes on echoes alone.
         self._tagging = any(f.source == flow.target for f in config.flows)
@@ -312,6 +314,7 @@ class FlowRunner:
                 sink.conn.commit()
             if self.flow.audit is not None:
                 self._prune_audit(sink)
+            self._prune_history(sink)
             self._guard = self._wait_if_paused(sink)
             if self.flow.snapshot == "initial":
                 self._create_missing(source, sink)
@@ -345,6 +348,7 @@ class FlowRunner:
             checkpoint = ensure_checkpoint(self.flow, source, sink)
             start = source.parse_position(checkpoint.position)
             self.mon.position, self.mon.changes_total = checkpoint.position, checkpoint.changes_applied
+            self._release_window(source, sink, start)
             if self.once and self._stop_at is None:
                 self._stop_at = source.current_position()
             gate = SnapshotGate(source.covered)
@@ -985,6 +989,26 @@ class FlowRunner:
         if pruned:
             self.log.info("audit trail pruned", entries=pruned, retention_days=self.flow.audit.retention_days)
 
+    def _release_window(self, source: Source, sink: Sink, start: Position) -> None:
+        """A source holding back its acknowledgements (``rewind.window``) may let go of what
+        was applied longer ago than the window, in earlier processes too, never past the
+        checkpoint (which a rewind may have moved back)."""
+        release = getattr(source, "release", None)
+        if release is None or self.flow.rewind.window <= 0:
+            return
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=self.flow.rewind.window)
+        row = History(sink.conn, self.config.state_schema).newest_before(self.flow.name, cutoff)
+        sink.conn.commit()
+        if row is not None:
+            release(min(source.parse_position(row.position), start))
+
+    def _prune_history(self, sink: Sink) -> None:
+        """Checkpoint history older than ``rewind.history_days``: at start, then hourly."""
+        if time.monotonic() < self._next_history_prune:
+            return
+        self._next_history_prune = time.monotonic() + AUDIT_PRUNE_SECONDS
+        History(sink.conn, self.config.state_schema).prune(self.flow.rewind.history_days, self.flow.name)
+
     def _last_writer(self, sink: Sink) -> LastWriter:
         """Where last_writer_wins finds the commit time of the target's rows (replicator.lww)."""
         if self.config.systems[self.flow.target].engine == "postgresql":
@@ -1124,7 +1148,7 @@ class FlowRunner:
         session applies what came before the transaction and waits there. Or the pipeline
         reached the paused transaction: wait for ``resume``."""
         sink.rollback()
-        if self._guard is not None and self._guard.hold == exc.position:
+        if self._guard is not None and self._guard.holds(exc.position):
             self._await_resume(sink, exc.reason)
             return
         Pauses(sink.conn, self.config.state_schema).pause(self.flow.name, exc.reason, exc.position)
@@ -1154,6 +1178,7 @@ class FlowRunner:
         self.mon.applied(counts, transactions, checkpoint.position, checkpoint.source_commit_time,
                          checkpoint.changes_applied, time.perf_counter() - t0)
         self._announce()
+        self._prune_history(sink)
         if changes:
             self.stats.changes += changes
             self.stats.transactions += transactions

@@ -156,11 +156,13 @@ class SnapshotGate:
         return True
 
     def passed(self, position: Position) -> None:
-        """The stream committed up to ``position``: forget snapshots it is past."""
+        """The stream committed up to ``position``: forget snapshots it is past -- except
+        those of tables copied but not yet taken by the pipeline (:meth:`take_released`),
+        whose position it still needs to filter what it held back and to mark them done."""
         if self.positions:
             with self._lock:
                 for t, p in list(self.positions.items()):
-                    if position >= p:
+                    if position >= p and t not in self.released:
                         del self.positions[t]
 
 

@@ -42,6 +42,7 @@ import pymysql
 from pymysql.constants import COMMAND, SERVER_STATUS
 
 from ..batch import TableOps, group_by_columns
+from ..history import History
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import ColumnInfo, TableInfo
 from ..protocols import Checkpoint
@@ -466,6 +467,7 @@ class MySQLSink:
                     " updated_at DATETIME(6) NOT NULL"
                     ") ENGINE=InnoDB"
                 )
+            History(self.conn, self.state_schema).ensure()
             self.conn.commit()
 
     def describe(self, table: TableId) -> TableInfo | None:
@@ -678,6 +680,18 @@ class MySQLSink:
                 " changes_applied = VALUES(changes_applied),"
                 " transactions_applied = VALUES(transactions_applied),"
                 " updated_at = VALUES(updated_at)",
+                (
+                    checkpoint.flow,
+                    checkpoint.position,
+                    _utc_naive(checkpoint.source_commit_time),
+                    checkpoint.changes_applied,
+                    checkpoint.transactions_applied,
+                ),
+            )
+            cur.execute(  # the history row (see replicator.history)
+                f"INSERT INTO {quote(self.state_schema)}.checkpoint_history (flow, position,"
+                " source_commit_time, changes_applied, transactions_applied, recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, UTC_TIMESTAMP(6))",
                 (
                     checkpoint.flow,
                     checkpoint.position,

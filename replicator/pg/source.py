@@ -7,6 +7,14 @@ and send standby status updates carrying only the position the pipeline acknowle
 last position durably committed on the target — so the slot never discards WAL the target does
 not hold yet.
 
+A logical slot cannot be moved back: START_REPLICATION from before the slot's
+``confirmed_flush_lsn`` silently starts at ``confirmed_flush_lsn``. To keep a flow rewindable
+(``replicator checkpoint rewind``), ``hold_back`` seconds (the flow's ``rewind.window``) delay
+the acknowledgement: a committed position is reported only once it was applied longer ago than
+that, so the slot keeps that much WAL. Streaming still starts at the target's checkpoint — a
+start after ``confirmed_flush_lsn`` is honoured (transactions whose commit record lies before it
+are skipped by the server), so nothing is applied twice.
+
 The session runs with ``TimeZone=UTC`` so timestamptz values arrive in UTC text.
 """
 
@@ -16,6 +24,7 @@ import select
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -43,12 +52,14 @@ def _now_us() -> int:
 class PostgresSource:
     """One flow's view of a PostgreSQL database: its slot and its publication."""
 
-    def __init__(self, url: str, slot: str, publication: str) -> None:
+    def __init__(self, url: str, slot: str, publication: str, hold_back: float = 0.0) -> None:
         self.url = url
         self.slot = slot
         self.publication = publication
+        self.hold_back = hold_back
         self._ack = 0
         self._ack_lock = threading.Lock()
+        self._held: deque[tuple[float, int]] = deque()  # (applied at, position) not yet reported
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._interrupted = threading.Event()
         self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -152,8 +163,34 @@ class PostgresSource:
     # -- streaming -------------------------------------------------------------------------
     def acknowledge(self, position: Position) -> None:
         with self._ack_lock:
+            if self.hold_back <= 0:
+                if position > self._ack:
+                    self._ack = position
+                return
+            now = time.monotonic()
+            if self._held and now - self._held[-1][0] < 1.0:
+                self._held[-1] = (self._held[-1][0], max(self._held[-1][1], position))  # one per second
+            else:
+                self._held.append((now, position))
+        self._release()
+
+    def release(self, position: Position) -> None:
+        """Report ``position`` now: the pipeline knows from the checkpoint history that it was
+        applied longer ago than the window (in an earlier process: ``run --once`` from cron
+        would otherwise never move the slot)."""
+        with self._ack_lock:
             if position > self._ack:
                 self._ack = position
+
+    def _release(self) -> None:
+        """Report the newest position applied longer ago than ``hold_back``."""
+        cutoff = time.monotonic() - self.hold_back
+        with self._ack_lock:
+            held = self._held
+            while held and held[0][0] <= cutoff:
+                position = held.popleft()[1]
+                if position > self._ack:
+                    self._ack = position
 
     def covered(self, transaction: Position, snapshot: Position) -> bool:
         """A transaction is in an exported snapshot exactly when its commit record starts
@@ -169,8 +206,11 @@ class PostgresSource:
     def stream(self, start: Position | None, stop_at: Position | None = None) -> Iterator[Item]:
         """Yield committed transactions after ``start`` until ``stop_at`` (or forever)."""
         start_lsn = int(start or 0)
+        # With a hold-back window the slot stays where it is (status updates repeat its
+        # confirmed_flush_lsn, which keeps the connection alive and moves nothing).
+        first_ack = (self.slot_position() or 0) if self.hold_back > 0 else start_lsn
         with self._ack_lock:
-            self._ack = max(self._ack, start_lsn)
+            self._ack = max(self._ack, first_ack)
         repl = connect(
             self.url,
             "source (replication connection)",
@@ -224,6 +264,8 @@ class PostgresSource:
                 busy = 0
                 if interrupted.is_set():
                     break
+                if self._held:
+                    self._release()
                 now = time.monotonic()
                 if now - last_status > STATUS_INTERVAL:
                     self._send_status(pgconn, ack)

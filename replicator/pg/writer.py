@@ -39,6 +39,7 @@ from psycopg.adapt import Dumper, PyFormat
 from psycopg.types.json import Json, Jsonb, set_json_dumps
 
 from ..batch import TableOps, group_by_columns
+from ..history import History
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import TableInfo
 from ..protocols import Checkpoint
@@ -129,6 +130,7 @@ class PostgresSink:
             self.conn.execute(
                 sql.SQL(_STATE_DDL).format(schema=sql.Identifier(self.state_schema))
             )
+            History(self.conn, self.state_schema).ensure()
             self.conn.commit()
 
     def describe(self, table: TableId) -> TableInfo | None:
@@ -510,7 +512,11 @@ class PostgresSink:
         with self._guard():
             self.conn.execute(
                 sql.SQL(
-                    "INSERT INTO {}.checkpoints AS c (flow, position, source_commit_time,"
+                    # the history row in the same statement (one round trip; see replicator.history)
+                    "WITH h AS (INSERT INTO {}.checkpoint_history (flow, position, source_commit_time,"
+                    " changes_applied, transactions_applied, recorded_at)"
+                    " VALUES (%s, %s, %s, %s, %s, clock_timestamp()))"
+                    " INSERT INTO {}.checkpoints AS c (flow, position, source_commit_time,"
                     " changes_applied, transactions_applied, updated_at)"
                     " VALUES (%s, %s, %s, %s, %s, clock_timestamp())"
                     " ON CONFLICT (flow) DO UPDATE SET position = EXCLUDED.position,"
@@ -518,14 +524,14 @@ class PostgresSink:
                     " changes_applied = EXCLUDED.changes_applied,"
                     " transactions_applied = EXCLUDED.transactions_applied,"
                     " updated_at = EXCLUDED.updated_at"
-                ).format(sql.Identifier(self.state_schema)),
+                ).format(sql.Identifier(self.state_schema), sql.Identifier(self.state_schema)),
                 (
                     checkpoint.flow,
                     checkpoint.position,
                     checkpoint.source_commit_time,
                     checkpoint.changes_applied,
                     checkpoint.transactions_applied,
-                ),
+                ) * 2,
             )
             self.conn.commit()
             self._deferred = False
