@@ -217,3 +217,35 @@ def sandbox_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
         yield factory
     finally:
         factory.close()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_slots(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test, drop the replication slots its flows left on the shared PostgreSQL source
+    (those of databases named after the test): the server has a fixed number of slots, and the
+    suite runs hundreds of flows."""
+    yield
+    server = request.node.funcargs.get("pg_source") if hasattr(request.node, "funcargs") else None
+    name = request.node.funcargs.get("fresh_db_name") if hasattr(request.node, "funcargs") else None
+    if server is None or not name:
+        return
+    import time
+
+    import psycopg
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            rows = server.execute("SELECT slot_name, active FROM pg_replication_slots WHERE database LIKE %s",
+                                  (name + "%",))
+        except psycopg.Error:
+            return  # the server is down (a test stopped it): nothing to tidy
+        for slot, active in rows:
+            if not active:
+                try:
+                    server.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                except psycopg.errors.ObjectInUse:
+                    pass
+        if all(not active for _s, active in rows) or time.monotonic() > deadline:
+            return
+        time.sleep(0.2)

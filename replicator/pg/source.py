@@ -79,6 +79,9 @@ class PostgresSource:
         try:
             cur = self.conn.execute(query, params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []
+        except psycopg.errors.ConfigurationLimitExceeded as exc:  # not an outage: retrying cannot help
+            raise CheckFailed(f"the source refused: {first_line(exc)} (raise max_replication_slots, or drop"
+                              " the slots of flows that are gone: SELECT pg_drop_replication_slot(name))") from None
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             self.close()
             raise TransientError(f"lost the source connection: {first_line(exc)}") from None
@@ -149,7 +152,7 @@ class PostgresSource:
             ) from None
         except psycopg.errors.ObjectNotInPrerequisiteState as exc:
             raise CheckFailed(f"cannot create the replication slot: {first_line(exc)}") from None
-        except psycopg.errors.ProgramLimitExceeded as exc:
+        except (psycopg.errors.ProgramLimitExceeded, psycopg.errors.ConfigurationLimitExceeded) as exc:
             raise CheckFailed(
                 f"cannot create the replication slot: {first_line(exc)} (raise max_replication_slots)"
             ) from None
