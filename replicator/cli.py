@@ -675,15 +675,17 @@ def audit(ctx: click.Context, flow_name: str | None, table: str | None, key: str
 
 
 def _since(text: str | None) -> Any:
-    import re
+
     from datetime import datetime, timedelta, timezone
 
     if text is None:
         return None
-    m = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
-    if m:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+    from .config import parse_duration
+
+    try:
+        return datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass  # not a duration: a time
     try:
         value = datetime.fromisoformat(text)
     except ValueError:

@@ -352,11 +352,15 @@ class RewindConfig(_Model):
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``30m``, ``1h``, ``2d``."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (seconds, or like 30m, 1h, 2d)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    """Seconds from ``90``, ``1.5``, ``90s``, ``30m``, ``1h``, ``2d`` or ``1h30m`` (raises
+    ValueError). The one duration syntax of the config and the command line."""
+    t = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return float(t)
+    if not re.fullmatch(r"(?:\d+(?:\.\d+)?\s*[smhd]\s*)+", t):
+        raise ValueError(f"not a duration: {text!r} (seconds, or like 30s, 15m, 1h30m, 2d)")
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    return float(sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", t)))
 
 
 class FlowConfig(_Model):

@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 
 from . import syncnow
+from .config import parse_duration
 from .telemetry import MONITORS
 
 if TYPE_CHECKING:
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("replicator")
 
 WAKE_POLL_SECONDS = 1.0  # how often a waiting loop asks wake() (and notices stop)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"^(?:(\d+)\s*([smhd])\s*)+$")
-_PART = re.compile(r"(\d+)\s*([smhd])")
 _AT = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -63,10 +61,13 @@ def parse_every(value: object) -> float:
         raise ValueError("give an interval such as 15m, 2h or 30s")
     if isinstance(value, (int, float)):
         seconds = float(value)
-    elif isinstance(value, str) and _DURATION.match(value.strip().lower()):
-        seconds = float(sum(int(n) * _UNITS[u] for n, u in _PART.findall(value.strip().lower())))
     else:
-        raise ValueError(f"{value!r} is not an interval: give a number of seconds or e.g. 30s, 15m, 2h, 1d, 1h30m")
+        try:
+            seconds = parse_duration(value) if isinstance(value, str) else -1.0
+        except ValueError:
+            seconds = -1.0
+        if seconds < 0:
+            raise ValueError(f"{value!r} is not an interval: give a number of seconds or e.g. 30s, 15m, 2h, 1d, 1h30m")
     if seconds < 1:
         raise ValueError("the interval must be at least 1 second")
     return seconds
