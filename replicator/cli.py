@@ -675,7 +675,6 @@ def audit(ctx: click.Context, flow_name: str | None, table: str | None, key: str
 
 
 def _since(text: str | None) -> Any:
-
     from datetime import datetime, timedelta, timezone
 
     if text is None:
