@@ -197,7 +197,7 @@ def test_mariadb_poll_to_pg_running_with_sync_now(mariadb: Any, pg_target: Any, 
         assert _count(pg_target, db) == 480  # not polled yet
         proc = cli(cfg, "sync-now", "polled")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "polling now" in proc.stdout
+        assert "syncing now" in proc.stdout
         wait_until(lambda: pg_persons(pg_target, db) == my_people(mariadb, db), 20, "the requested poll")
     finally:
         flow.stop_event.set()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication.event import MariadbGtidEvent
+from pymysqlreplication.event import HeartbeatLogEvent, MariadbGtidEvent
 
 from ..errors import ReplicatorError
 from ..urls import parse
@@ -63,6 +63,9 @@ def holds(conn: Any, position: MariaGtid | FilePos) -> str | None:
     return f"the oldest binlog kept ({first}) starts after GTID {state}"
 
 
+_NO_SCHEMA = "replicator: no schema"  # a name no database has
+
+
 def state_at(url: str, when: datetime, server_id: int) -> tuple[MariaGtid, datetime | None]:
     """The MariaDB GTID state just before the first transaction at or after ``when``, and the
     time of the last transaction before it (None: none is left in the binlogs)."""
@@ -71,19 +74,29 @@ def state_at(url: str, when: datetime, server_id: int) -> tuple[MariaGtid, datet
                               autocommit=True)
     try:
         _first, state = oldest_state(control)
+        with control.cursor() as cur:
+            cur.execute("SELECT @@GLOBAL.gtid_binlog_pos")
+            end = MariaGtid.parse(str(cur.fetchone()[0] or ""))
     finally:
         control.close()
     reader = BinLogStreamReader(
         connection_settings={"host": p.host, "port": p.port, "user": p.user or "root",
                              "password": p.password or "", "charset": "utf8mb4", "connect_timeout": 10},
-        server_id=server_id, blocking=False, is_mariadb=True, auto_position=str(state),
-        only_events=[MariadbGtidEvent], enable_logging=False, pymysql_wrapper=pymysql_connect,
+        # blocking: a non-blocking dump (MariaDB 10.11) reset the connection midway through
+        # large binlogs; the end is the GTID state read above, or a heartbeat (nothing more)
+        server_id=server_id, blocking=True, slave_heartbeat=1.0, is_mariadb=True, auto_position=str(state),
+        only_events=[MariadbGtidEvent, HeartbeatLogEvent], enable_logging=False, pymysql_wrapper=pymysql_connect,
+        # only GTID events are wanted: keep the library from describing every table it meets
+        only_schemas=[_NO_SCHEMA], freeze_schema=True,
     )
     cutoff = when.timestamp()
     last: datetime | None = None
     start = state
     try:
-        for ev in reader:
+        while not state >= end:
+            ev = reader.fetchone()
+            if ev is None or isinstance(ev, HeartbeatLogEvent):
+                break
             if ev.timestamp >= cutoff:
                 if last is None and start.domains:  # the transactions just before may be purged
                     raise ReplicatorError(f"the source's binlogs do not reach back to {when.isoformat()}"
