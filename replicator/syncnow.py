@@ -13,6 +13,7 @@ command wait until its request was taken.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .statedb import StateDB
@@ -51,29 +52,26 @@ def take(conn: Any, schema: str, flow: str) -> bool:
     """True if ``flow`` was asked to sync now; the request is removed (commits). A missing
     table means no request."""
     db = StateDB(conn, schema)
-    try:
-        taken = db.exec_count(f"DELETE FROM {db.table(TABLE)} WHERE flow = %s", (flow,)) > 0
-    except Exception as exc:
-        if _missing_table(exc):
-            conn.rollback()
-            return False
-        raise
-    db.commit()
-    return taken
+    return _unless_missing(conn, lambda: db.exec_count(f"DELETE FROM {db.table(TABLE)} WHERE flow = %s", (flow,)) > 0)
 
 
 def pending(conn: Any, schema: str, flow: str) -> bool:
     """Whether ``flow``'s request is still waiting to be taken."""
     db = StateDB(conn, schema)
+    return _unless_missing(conn, lambda: bool(db.exec(f"SELECT 1 FROM {db.table(TABLE)} WHERE flow = %s", (flow,))))
+
+
+def _unless_missing(conn: Any, query: Callable[[], bool]) -> bool:
+    """``query()`` committed; False when the request table does not exist (yet)."""
     try:
-        rows = db.exec(f"SELECT 1 FROM {db.table(TABLE)} WHERE flow = %s", (flow,))
+        answer = query()
     except Exception as exc:
         if _missing_table(exc):
             conn.rollback()
             return False
         raise
-    db.commit()
-    return bool(rows)
+    conn.commit()
+    return answer
 
 
 def _missing_table(exc: Exception) -> bool:
