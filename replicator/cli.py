@@ -618,6 +618,7 @@ def dlq_discard(ctx: click.Context, ids: tuple[int, ...], everything: bool, flow
 @handle_errors
 def resume(ctx: click.Context, flow_name: str) -> None:
     """Let a paused flow go on (paused by a change limit: the transaction that tripped it is applied)."""
+    from .guards import ANY_TRANSACTION
     from .review import resume as run_resume
 
     config = _config(ctx)
@@ -625,10 +626,8 @@ def resume(ctx: click.Context, flow_name: str) -> None:
     if pause is None:
         click.echo(f"flow {flow_name} is not paused")
         return
-    if pause.position == "*":  # paused by a rollback (replicator.rollback): no transaction was held yet
+    if pause.position == ANY_TRANSACTION:  # `pause` or a rollback: no transaction was held yet
         click.echo(f"flow {flow_name} resumed: it goes on with the source's next change ({pause.reason})")
-    elif pause.position is None:
-        click.echo(f"flow {flow_name} resumed ({pause.reason})")
     else:
         click.echo(f"flow {flow_name} resumed: the transaction at {pause.position} ({pause.reason}) will be applied")
 

@@ -24,7 +24,7 @@ from .config import LimitsConfig
 from .statedb import StateDB
 
 
-ANY_TRANSACTION = "*"  # a pause position that holds the next transaction, whichever it is (rollback)
+ANY_TRANSACTION = "*"  # a pause position that holds the next transaction, whichever it is (pause, rollback)
 
 
 class GuardTripped(Exception):

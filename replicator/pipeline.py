@@ -40,7 +40,7 @@ from .conflictlog import ConflictLog
 from .conflicts import ConflictPolicy
 from .deadletter import DeadLetter, DeadLetters
 from .errors import ConfigError, FlowPaused, ReplicatorError, SchemaError, TransientError
-from .guards import Guard, GuardTripped, Pauses
+from .guards import ANY_TRANSACTION, Guard, GuardTripped, Pauses
 from .history import History
 from .loopguard import TaggedSink, decode, ensure_tag_table, tag_table
 from .mapping import TableMapping
@@ -236,7 +236,7 @@ class FlowRunner:
         self.notifier = notifier  # replicator.notify.Notifier, or None
         # Notifications and counts of the open target transaction, released after its commit
         # (a rolled-back conflict or dead letter is never announced). Written by the writer.
-        self._unsent: list[tuple[str, dict[str, Any]]] = []
+        self._unsent: list[tuple[str, Any]] = []  # (event, its record: ConflictEntry, DeadLetter, dict)
         self.log = log.bind(flow=flow.name)
         self._stop_at: Position | None = None
         self._crash_after = int(os.environ.get("REPLICATOR_TEST_CRASH_AFTER_COMMIT", "0"))
@@ -962,7 +962,7 @@ class FlowRunner:
                 e.commit_time = commit_time
             ConflictLog(sink.conn, self.config.state_schema).add(res.conflicts)
             self.stats.conflicts += len(res.conflicts)
-            self._unsent.extend(("conflict", dataclasses.asdict(e)) for e in res.conflicts)
+            self._unsent.extend(("conflict", e) for e in res.conflicts)
             self.log.warning("conflicts resolved", count=len(res.conflicts), rule=self.flow.conflicts,
                              tables=sorted({e.table for e in res.conflicts}), position=position)
         if res.ops:
@@ -973,7 +973,7 @@ class FlowRunner:
         schema = self.config.state_schema
         if letters:
             DeadLetters(sink.conn, schema).add(letters)
-            self._unsent.extend(("dead_letter", dataclasses.asdict(d)) for d in letters)
+            self._unsent.extend(("dead_letter", d) for d in letters)
         if audits:
             for e in audits:
                 e.flow = self.flow.name
@@ -1075,11 +1075,6 @@ class FlowRunner:
         pauses = Pauses(sink.conn, self.config.state_schema)
         pause = pauses.get(self.flow.name)
         sink.conn.commit()
-        if pause is not None and pause.status == "paused" and pause.position is None:
-            self.log.warning(f"flow paused by an operator: `replicator resume {self.flow.name}` continues")
-            self._wait_resumed(sink.conn, pause.reason)  # paused before this process started
-            pause = pauses.get(self.flow.name)
-            sink.conn.commit()
         paused = pause is not None and pause.status == "paused"
         if self.flow.limits is None and not paused:
             return None
@@ -1095,6 +1090,8 @@ class FlowRunner:
     def _await_resume(self, sink: Sink, reason: str) -> None:
         name = self.flow.name
         if self.once:
+            if self._guard is not None and self._guard.hold == ANY_TRANSACTION:  # `pause`, rollback
+                raise FlowPaused(f"flow {name} is paused ({reason}): `replicator resume {name}` continues")
             raise FlowPaused(f"flow {name} is paused by a change limit ({reason}): check the change,"
                                   f" then `replicator resume {name}` lets it through")
         self.log.warning("flow is paused by a change limit: nothing of the transaction was written;"
@@ -1115,9 +1112,10 @@ class FlowRunner:
         raise _Stopped
 
     def _pause_requested(self, lock: FlowLock) -> bool:
-        """Whether ``replicator pause`` asked this running flow to stop where it is."""
+        """Whether ``replicator pause`` (or a rollback) asked this running flow to stop where it
+        is. (A flow starting paused so holds its first transaction: see :meth:`Guard.holds`.)"""
         pause = Pauses(lock.conn, self.config.state_schema).get(self.flow.name)
-        return pause is not None and pause.status == "paused" and pause.position is None
+        return pause is not None and pause.status == "paused" and pause.position == ANY_TRANSACTION
 
     def _hold(self, lock: FlowLock) -> None:
         """Paused by an operator: everything read so far is committed; wait for ``resume``."""
@@ -1133,15 +1131,15 @@ class FlowRunner:
     def _announce(self) -> None:
         """After a commit: count and send what the committed transaction recorded."""
         unsent, self._unsent = self._unsent, []
-        for event, data in unsent:
+        for event, record in unsent:
             if event == "conflict":
                 self.mon.conflicts += 1
-                self.mon.event("conflict", f"{data['table']} {data['key']}: {data['winner'] or 'parked'}"
-                               f" ({data['rule']})")
+                self.mon.event("conflict", f"{record.table} {record.key}: {record.winner or 'parked'} ({record.rule})")
             elif event == "dead_letter":
                 self.mon.dead_letters += 1
-                self.mon.event("dead_letter", f"{data['source_table']} {data['key']}: {data['reason']}")
-            self._notify(event, **data)
+                self.mon.event("dead_letter", f"{record.source_table} {record.key}: {record.reason}")
+            if self.notifier is not None:  # the whole record only for a webhook
+                self._notify(event, **(record if isinstance(record, dict) else dataclasses.asdict(record)))
 
     def _paused(self, sink: Sink, exc: GuardTripped) -> None:
         """A guard tripped: drop the open target transaction and record the pause; the next

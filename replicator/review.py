@@ -15,7 +15,7 @@ from .binding import BoundTable, bind_tables, open_sink, open_source
 from .config import Config, FlowConfig, reverse_name
 from .deadletter import DeadLetter, DeadLetters
 from .errors import ConfigError, ReplicatorError
-from .guards import Pause, Pauses
+from .guards import ANY_TRANSACTION, Pause, Pauses
 from .records import Row
 from .snapshot import select_tables
 from .statedb import jsonable
@@ -192,7 +192,7 @@ def pause(config: Config, flow: FlowConfig, reason: str) -> None:
         if current is not None and current.status == "paused":
             sink.conn.commit()
             raise ReplicatorError(f"flow {flow.name} is already paused ({current.reason})")
-        pauses.pause(flow.name, reason, None)
+        pauses.pause(flow.name, reason, ANY_TRANSACTION)
         sink.conn.commit()
     finally:
         sink.close()
