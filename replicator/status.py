@@ -10,7 +10,11 @@ from .binding import open_sink, open_source
 from .snapstate import SnapshotState
 
 
-def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, Any]]:
+def checkpoint_rows(config: Config, flows: list[FlowConfig], *, counts: bool = False) -> list[dict[str, Any]]:
+    """Per flow: the checkpoint and snapshots on the target, the source's position now and the
+    lag between them; with ``counts``, also the state tables' figures (see :func:`_state_counts`)."""
+    from .probe import position_lag
+
     rows: list[dict[str, Any]] = []
     for flow in flows:
         sink = open_sink(config, flow)
@@ -21,6 +25,7 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
             state.ensure()
             snapshots = state.load(flow.name)
             sink.conn.commit()
+            extra = _state_counts(sink.conn, config.state_schema, flow.name) if counts else {}
         finally:
             sink.close()
         source = open_source(config, flow)
@@ -28,10 +33,11 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
             now = source.current_position()
             now_text = source.format_position(now)
             lag: int | None = None
+            unit = "bytes"
             if cp is not None:
                 try:
-                    lag = max(0, int(now) - int(source.parse_position(cp.position)))
-                except (TypeError, ValueError, ReplicatorError):
+                    lag, unit = position_lag(now, source.parse_position(cp.position))
+                except (ValueError, ReplicatorError):
                     lag = None
         finally:
             source.close()
@@ -46,7 +52,9 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
                 "changes_applied": cp.changes_applied if cp else 0,
                 "transactions_applied": cp.transactions_applied if cp else 0,
                 "source_position": now_text,
-                "lag_bytes": lag,
+                "lag_bytes": lag if unit == "bytes" else None,
+                "lag_position": lag,
+                "lag_unit": unit,
                 "snapshots": [
                     {
                         "table": st.table,
@@ -58,6 +66,7 @@ def checkpoint_rows(config: Config, flows: list[FlowConfig]) -> list[dict[str, A
                     }
                     for st in sorted(snapshots.values(), key=lambda st: st.table)
                 ],
+                **extra,
             }
         )
     return rows
@@ -117,51 +126,27 @@ def flow_status(config: Config, flows: list[FlowConfig]) -> dict[str, Any]:
     """``replicator status``: per flow, what the target records (checkpoint, totals, pauses,
     dead letters, conflicts), the source's position, and -- when a ``run`` answers on the
     configured endpoint -- its live state, counts since start, errors and batch times."""
-    from .probe import position_lag
-
     live, why = live_status(config)
     live_flows = {f["flow"]: f for f in (live or {}).get("flows", [])}
     out = []
-    for row in checkpoint_rows(config, flows):
-        flow = config.flow(row["flow"])
-        sink = open_sink(config, flow)
-        try:
-            counts = _state_counts(sink.conn, config.state_schema, flow.name)
-        finally:
-            sink.close()
-        source = open_source(config, flow)
-        try:
-            lag_position, unit = (None, "bytes")
-            if row["position"] is not None and row["source_position"] is not None:
-                lag_position, unit = position_lag(source.parse_position(row["source_position"]),
-                                                  source.parse_position(row["position"]))
-        finally:
-            source.close()
-        l = live_flows.get(flow.name)
-        pause = counts.pop("pause")
-        if l is not None:
-            state, reason = l["state"], l["reason"]
+    for row in checkpoint_rows(config, flows, counts=True):
+        lv: dict[str, Any] = live_flows.get(row["flow"], {})
+        pause = row["pause"]
+        if lv:
+            state, reason = lv["state"], lv["reason"]
         elif pause is not None:
             state, reason = "paused", pause["reason"]
         else:
             state, reason = "not running", why
-        entry: dict[str, Any] = {
-            "flow": flow.name, "source": flow.source, "target": flow.target,
+        out.append({
+            **{k: row[k] for k in ("flow", "source", "target")},
             "state": state, "reason": reason,
-            "last_sync": (l or {}).get("last_sync") or row["updated_at"],
+            "last_sync": lv.get("last_sync") or row["updated_at"],
             "position": row["position"], "source_position": row["source_position"],
-            "lag_seconds": l["lag_seconds"] if l is not None else (0.0 if lag_position == 0 else None),
-            "lag_position": lag_position, "lag_unit": unit,
+            "lag_seconds": lv["lag_seconds"] if lv else (0.0 if row["lag_position"] == 0 else None),
+            "lag_position": row["lag_position"], "lag_unit": row["lag_unit"],
             "changes_total": row["changes_applied"], "transactions_total": row["transactions_applied"],
-            "since_start": l["since_start"] if l is not None else None,
-            "by_table": l["by_table"] if l is not None else None,
-            "errors": l["errors"] if l is not None else None,
-            "conflicts": l["conflicts"] if l is not None else None,
-            "dead_letters": l["dead_letters"] if l is not None else None,
-            "batch_ms": l["batch_ms"] if l is not None else None,
-            **counts,
-            "pause": pause,
-            "snapshots": row["snapshots"],
-        }
-        out.append(entry)
+            **{k: lv.get(k) for k in ("since_start", "by_table", "errors", "conflicts", "dead_letters", "batch_ms")},
+            **{k: row[k] for k in ("dead_letters_open", "conflicts_total", "conflicts_parked", "pause", "snapshots")},
+        })
     return {"running": live is not None, "webhooks": (live or {}).get("webhooks"), "flows": out}
