@@ -39,13 +39,15 @@ from replicator.pipeline import FlowRunner
 
 
 def write_config(
-    path: Path, flow: str, src_url: str, dst_url: str, tables: str | Sequence[str], *, batch: str | None = None
+    path: Path, flow: str, src_url: str, dst_url: str, tables: str | Sequence[str], *, batch: str | None = None,
+    options: str = "",
 ) -> Path:
     """Write a config with systems ``src`` and ``dst`` and one flow between them; return ``path``.
 
     ``tables`` is either the YAML of the flow's ``tables:`` list (lines indented six spaces, for
     entries with options) or the source table names. ``batch`` is the flow's ``batch:`` value
     as YAML (e.g. ``"{max_rows: 500, max_delay_ms: 50}"``); without it the defaults apply.
+    ``options`` are more lines of the flow (indented four spaces, e.g. ``"    snapshot: never\n"``).
     """
     if not isinstance(tables, str):
         tables = "".join(f"      - source: {t}\n" for t in tables)
@@ -57,6 +59,7 @@ def write_config(
         f"  - name: {flow}\n"
         "    source: src\n"
         "    target: dst\n"
+        + options
         + (f"    batch: {batch}\n" if batch is not None else "")
         + "    tables:\n" + tables
     )

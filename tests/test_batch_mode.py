@@ -43,13 +43,12 @@ INSERT INTO parent SELECT g, 'p' || g FROM generate_series(1, 5) g;
 INSERT INTO child VALUES (11, 3, 'c11'), (12, 4, 'c12'), (13, 5, 'c13');
 """
 TABLES = ("t", "parent", "child")
+HOURLY = "    snapshot: never\n    schedule: {every: 1h}\n"
 
 
 def scheduled_config(path: Path, flow: str, src: str, dst: str, schedule: str, batch: str | None = None) -> Path:
-    write_config(path, flow, src, dst, [f"public.{t}" for t in TABLES], batch=batch)
-    text = path.read_text().replace("    target: dst\n", f"    target: dst\n    snapshot: never\n    schedule: {schedule}\n")
-    path.write_text(text)
-    return path
+    return write_config(path, flow, src, dst, [f"public.{t}" for t in TABLES], batch=batch,
+                        options=f"    snapshot: never\n    schedule: {schedule}\n")
 
 
 def backlog(conn_url_script: Any) -> int:
@@ -197,8 +196,7 @@ def test_foreign_keys_enforced_on_the_target(
         with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.execute("INSERT INTO app.child VALUES (99, 99, 'orphan')")
     tables = "".join(f"      - {{source: public.{t}, target: app.{t}}}\n" for t in ("grandchild", "child", "parent"))
-    cfg = write_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), url, tables)
-    cfg.write_text(cfg.read_text().replace("    target: dst\n", "    target: dst\n    snapshot: never\n    schedule: {every: 1h}\n"))
+    cfg = write_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), url, tables, options=HOURLY)
     rep = Replicator(cfg, tmp_path)
     try:
         rep.recover()
@@ -281,8 +279,7 @@ def test_foreign_keys_on_a_mariadb_target(pg_source: Any, mariadb: Any, fresh_db
               "INSERT INTO child VALUES (11, 3, 'c11'), (12, 4, 'c12'), (13, 5, 'c13')",
               "INSERT INTO grandchild VALUES (101, 12), (102, 13)")
     tables = "".join(f"      - {{source: public.{t}, target: {t}}}\n" for t in ("grandchild", "child", "parent"))
-    cfg = write_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), mariadb.url(db), tables)
-    cfg.write_text(cfg.read_text().replace("    target: dst\n", "    target: dst\n    snapshot: never\n    schedule: {every: 1h}\n"))
+    cfg = write_config(tmp_path / "replicator.yaml", flow, pg_source.url(db), mariadb.url(db), tables, options=HOURLY)
     rep = Replicator(cfg, tmp_path)
     try:
         rep.recover()

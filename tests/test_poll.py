@@ -26,25 +26,12 @@ import pytest
 from replicator.config import parse_config
 from replicator.pipeline import FlowRunner
 
-from dbhelpers import BackgroundFlow, cli, my_fetch, my_script, pg_fetch, pg_script, wait_until
+from dbhelpers import BackgroundFlow, cli, my_fetch, my_script, pg_fetch, pg_script, wait_until, write_config
 
 
 def poll_config(path: Path, src_url: str, dst_url: str, tables: str, *, poll: str = "{column: updated_at}",
                 extra: str = "", flow: str = "polled") -> Path:
-    path.write_text(
-        "systems:\n"
-        f"  src: {{url: \"{src_url}\"}}\n"
-        f"  dst: {{url: \"{dst_url}\"}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n"
-        "    target: dst\n"
-        "    mode: poll\n"
-        f"    poll: {poll}\n"
-        + extra
-        + "    tables:\n" + tables
-    )
-    return path
+    return write_config(path, flow, src_url, dst_url, tables, options=f"    mode: poll\n    poll: {poll}\n" + extra)
 
 
 def run_once(cfg: Path) -> None:

@@ -25,6 +25,7 @@ import psycopg
 import pymysql
 import pytest
 
+from dbhelpers import write_config
 from processes import Replicator, assert_clean_log, assert_same_table, wait_for
 
 pytestmark = pytest.mark.slow
@@ -75,20 +76,9 @@ class Writer(threading.Thread):
 
 def _scenario(tmp_path: Path, flow: str, src_url: str, dst_url: str, source_rows: Any, target_rows: Any,
               checkpoint: Any, writer: Writer) -> None:
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        "systems:\n"
-        f"  src: {{url: \"{src_url}\"}}\n"
-        f"  dst: {{url: \"{dst_url}\"}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n"
-        "    target: dst\n"
-        "    mode: poll\n"
-        "    poll: {column: updated_at, interval_s: 0.3, deletes_every_s: 1, overlap_s: 2, page_rows: 500}\n"
-        "    batch: {max_rows: 500, max_delay_ms: 50}\n"
-        "    tables: [{source: a}]\n"
-    )
+    cfg = write_config(tmp_path / "c.yaml", flow, src_url, dst_url, ["a"], batch="{max_rows: 500, max_delay_ms: 50}",
+                       options="    mode: poll\n"
+                       "    poll: {column: updated_at, interval_s: 0.3, deletes_every_s: 1, overlap_s: 2, page_rows: 500}\n")
     rep = Replicator(cfg, tmp_path)
     rnd = random.Random(11)
     writer.start()

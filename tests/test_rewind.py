@@ -21,7 +21,7 @@ import pytest
 
 from replicator.pg.pgoutput import str_to_lsn as lsn
 
-from dbhelpers import cli, gtid_seq, my_fetch, my_script, pg_fetch, pg_script
+from dbhelpers import cli, gtid_seq, my_fetch, my_script, pg_fetch, pg_script, write_config
 
 PG_DDL = """
 CREATE TABLE items (
@@ -68,19 +68,8 @@ class PgPair:
         pg_target.create_database(self.db)
         pg_script(pg_source, self.db, PG_DDL)
         pg_script(pg_target, self.db, PG_DDL)
-        self.cfg = tmp_path / f"{token}.yaml"
-        self.cfg.write_text(
-            "systems:\n"
-            f"  src: {{url: \"{pg_source.url(self.db)}\"}}\n"
-            f"  dst: {{url: \"{pg_target.url(self.db)}\"}}\n"
-            "flows:\n"
-            f"  - name: {self.flow}\n"
-            "    source: src\n"
-            "    target: dst\n"
-            "    snapshot: never\n"
-            + extra
-            + "    tables:\n      - source: items\n      - source: plain\n"
-        )
+        self.cfg = write_config(tmp_path / f"{token}.yaml", self.flow, pg_source.url(self.db), pg_target.url(self.db),
+                                ["items", "plain"], options="    snapshot: never\n" + extra)
 
     def source(self, *statements: str) -> None:
         pg_script(self.src, self.db, *statements)
@@ -302,16 +291,8 @@ def test_mariadb_rewind_by_gtid_and_time_refusal_after_purge_and_rollback(mariad
     for db in (src_db, dst_db):
         mariadb.execute(f"CREATE DATABASE `{db}` CHARACTER SET utf8mb4")
         my_script(mariadb, db, MY_DDL)
-    cfg = tmp_path / "my.yaml"
-    cfg.write_text(
-        "systems:\n"
-        f"  src: {{url: \"{mariadb.url(src_db)}\"}}\n"
-        f"  dst: {{url: \"{mariadb.url(dst_db)}\"}}\n"
-        "flows:\n"
-        f"  - name: {flow}\n"
-        "    source: src\n    target: dst\n    snapshot: never\n    audit: true\n"
-        "    tables:\n      - source: items\n"
-    )
+    cfg = write_config(tmp_path / "my.yaml", flow, mariadb.url(src_db), mariadb.url(dst_db), ["items"],
+                       options="    snapshot: never\n    audit: true\n")
 
     def rows(db: str) -> list[tuple[Any, ...]]:
         return my_fetch(mariadb, db, "SELECT * FROM items ORDER BY id")
