@@ -168,18 +168,17 @@ def my_value(value: Any, data_type: str) -> Any:
 # -- the target's side ------------------------------------------------------------------------
 
 def column_types(conn: Any, table: TableId, is_pg: bool) -> dict[str, str]:
+    """Column -> type, from the catalog, in the open transaction: PostgreSQL's declared type
+    (``numeric(12,2)``, ``text[]``), MySQL's bare type name (``datetime``, ``varbinary``)."""
     if is_pg:
-        rows = conn.execute(
-            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-            " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            (f'"{table.schema}"."{table.name}"',),
-        ).fetchall()
-    else:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s"
-                        " AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (table.schema, table.name))
-            rows = cur.fetchall()
-    return {str(r[0]): str(r[1]).lower() for r in rows}
+        from .pg.catalog import describe_table as describe_pg
+
+        info = describe_pg(conn, table)
+        return {} if info is None else {c.name: c.type.lower() for c in info.columns}
+    from .mysql.catalog import base_type, describe_table as describe_my
+
+    info = describe_my(conn, table)
+    return {} if info is None else {c.name: base_type(c) for c in info.columns}
 
 
 def _pg_statement(u: Undo, types: dict[str, str]) -> tuple[Any, list[Any]]:
