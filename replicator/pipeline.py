@@ -1119,6 +1119,8 @@ class FlowRunner:
 
     def _hold(self, lock: FlowLock) -> None:
         """Paused by an operator: everything read so far is committed; wait for ``resume``."""
+        if self.once:
+            raise FlowPaused(f"flow {self.flow.name} is paused: `replicator resume {self.flow.name}` continues")
         self.log.warning(f"flow paused by an operator: `replicator resume {self.flow.name}` continues")
         self.mon.event("paused", "paused by an operator")
         self._notify("paused", reason="paused by an operator", position=self.mon.position, by="operator")

@@ -179,6 +179,16 @@ def test_status_metrics_pause_and_readiness_follow_a_live_run(pg_source: Any, sa
         assert st["lag_position"] is not None
         out = cli(cfg, "status")
         assert out.returncode == 0 and "st" in out.stdout and "no run answering" in out.stdout, out.stdout + out.stderr
+        # a paused flow applies nothing in a later run: run --once says so
+        assert cli(cfg, "pause", "st").returncode == 0
+        pg_script(pg_source, db, "INSERT INTO items VALUES (1003, 'held', 3)")
+        out = cli(cfg, "run", "--once")
+        assert out.returncode == 1 and "flow st is paused" in out.stderr, out.stdout + out.stderr
+        assert (1003, "held", 3) not in target_rows()
+        assert cli(cfg, "resume", "st").returncode == 0
+        out = cli(cfg, "run", "--once")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert target_rows() == source_rows()
     finally:
         rep.cleanup()
 
