@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from .config import Config, FlowConfig, TableConfig
 from .errors import ConfigError, SchemaError
 from .mapping import TableInfo, TableMapping
+from .mysql.passthrough import pg_passthrough_key
 from .pg.passthrough import passthrough_key
 from .protocols import Checkpoint, Sink, Source
 from .transform import MappingError, RowTransform
@@ -99,6 +100,7 @@ def bind_tables(
     """Describe every table on both sides and bind its mapping; raises SchemaError."""
     same_engine = config.systems[flow.source].engine == config.systems[flow.target].engine
     same_engine_pg = same_engine and config.systems[flow.source].engine == "postgresql"
+    mysql_to_pg = config.systems[flow.source].engine == "mysql" and config.systems[flow.target].engine == "postgresql"
     bound: list[BoundTable] = []
     for table in tables if tables is not None else flow.tables:
         src = config.source_table(flow, table)
@@ -115,8 +117,12 @@ def bind_tables(
         if table.plain:
             mapping = TableMapping(src, dst, table.renames)
             mapping.bind(src_info, dst_info)
-            raw = same_engine_pg and flow.audit is None and not flow.two_way  # two-way needs values
-            key = passthrough_key(table, mapping, src_info, dst_info) if raw else None
+            raw = flow.audit is None and not flow.two_way  # two-way needs values
+            key: tuple[str, ...] | None = None
+            if raw and same_engine_pg:
+                key = passthrough_key(table, mapping, src_info, dst_info)
+            elif raw and mysql_to_pg:
+                key = pg_passthrough_key(table, mapping, src_info, dst_info)
             same = same_engine and _same_types(table, mapping, src_info, dst_info)
             bound.append(BoundTable(table, mapping, src_info, dst_info, key, same))
             continue

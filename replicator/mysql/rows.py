@@ -94,6 +94,7 @@ TIME, DATETIME, TIMESTAMP) are decoded. MySQL 8's partial JSON updates
 from __future__ import annotations
 
 import codecs
+import re
 import struct
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
@@ -927,6 +928,74 @@ def _event_reader(
     return reader
 
 
+# Binlog types whose decoded value's ``str`` is its PostgreSQL COPY text as psycopg would send
+# it (int, Decimal, date, naive or UTC datetime); text columns (kind _K_TEXT) are escaped.
+_RAW_TYPES: Final = frozenset({T_TINY, T_SHORT, T_LONG, T_LONGLONG, T_INT24, T_NEWDECIMAL, T_DATE, T_NEWDATE,
+                               T_DATETIME2, T_TIMESTAMP2})
+_COPY_SPECIAL: Final = re.compile("[\\\\\t\n\r\x00]").search
+RawReader = Callable[[bytes, int, int], tuple[list[Any], list[list[str]]]]
+
+
+class NotRaw(Exception):
+    """A rows event that the COPY-text reader does not take (a key changed, text holds a NUL,
+    a value does not decode): read it as change records instead, which reports any error."""
+
+
+def copy_text(value: str) -> str:
+    """A text value as a field of PostgreSQL's COPY text format."""
+    if "\x00" in value:  # PostgreSQL text cannot hold it: the normal path reports it
+        raise NotRaw
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _raw_event_reader(
+    kind: str, cols1: Sequence[Present], nb1: int, cols2: Sequence[Present], nb2: int, key_idx: Sequence[int],
+    texts: frozenset[int],
+) -> RawReader:
+    """A function reading all rows of one rows event as ``(keys, rows)`` for the passthrough to
+    PostgreSQL (:mod:`replicator.mysql.passthrough`): ``keys[i]`` is row i's key (the values
+    of the columns ``key_idx``, a tuple for several), ``rows[i]`` a one-element list holding
+    the row's whole COPY text line (fields joined by tabs, ``\\N`` for NULL), none for deletes.
+
+    Generated like :func:`_event_reader`, with the same value decoding; each row becomes one
+    f-string instead of a dict and a change record. An update whose key bytes differ between
+    the images, or anything unusual, raises :class:`NotRaw`.
+    """
+    code = _Code()
+    code.ns.update(N="\\N", special=_COPY_SPECIAL, esc=copy_text, NotRaw=NotRaw)
+    code.lines += ["def read_raw(buf, pos, end):", "    keys = []", "    rows = []", "    while pos < end:"]
+    ind = "        "
+    if kind == "delete":
+        code.walk_image(cols1, nb1, ind)
+        for k in key_idx:
+            ck, _name, a, b, _bit = cols1[k]
+            code.lines += [f"{ind}if s{k} < 0:", f"{ind}    raise NotRaw",
+                           f"{ind}v{k} = {code.value(ck, a, b, f's{k}', f'e{k}')}"]
+    else:
+        if kind == "update":
+            code.walk_image(cols1, nb1, ind)
+            code.image(cols2, nb2, "row", ind, spans="tu")
+            code.lines.pop()  # the dict display: the row becomes its COPY line instead
+            for k in key_idx:
+                code.lines += [f"{ind}if s{k} < 0 or t{k} < 0 or buf[s{k}:e{k}] != buf[t{k}:u{k}]:",
+                               f"{ind}    raise NotRaw"]
+        else:
+            code.image(cols1, nb1, "row", ind)
+            code.lines.pop()
+        fields = [
+            f"{{(N if v{i} is None else (esc(v{i}) if special(v{i}) else v{i}))}}" if i in texts
+            else f"{{(N if v{i} is None else v{i})}}"
+            for i in range(len(cols2 if kind == "update" else cols1))
+        ]
+        code.lines.append(f'{ind}rows.append([f"' + "\\t".join(fields) + '"])')
+    key = f"v{key_idx[0]}" if len(key_idx) == 1 else "(" + "".join(f"v{k}, " for k in key_idx) + ")"
+    code.lines.append(f"{ind}keys.append({key})")
+    code.lines += ["    if pos != end:", f"        raise {code.bind(_Misfit)}(pos)", "    return keys, rows"]
+    exec(compile("\n".join(code.lines), f"<binlog {kind} raw reader>", "exec"), code.ns)
+    reader: RawReader = code.ns["read_raw"]
+    return reader
+
+
 def _read_value(buf: Any, pos: int, kind: int, a: Any, b: Any) -> tuple[Any, int]:
     """One value (slow path, for diagnostics only)."""
     if kind == _K_UNPACK:
@@ -996,6 +1065,10 @@ class RowDecoder:
             except DataError as exc:
                 raise DataError(f"`{self.schema}`.`{self.table}`: {exc}") from None
         self._compiled: tuple[Compiled, ...] = tuple(compiled)
+        self._columns = columns
+        # every column present: the columns-present bitmap of a FULL row image
+        self._all_present = ((1 << len(columns)) - 1).to_bytes((len(columns) + 7) >> 3, "little")
+        self._raw_readers: dict[tuple[str, bytes], RawReader] = {}
         # columns-present bitmap -> (present columns with their null bit, null-bitmap bytes,
         # the row reader for them)
         self._present: dict[bytes, tuple[tuple[Present, ...], int, RowReader]] = {}
@@ -1068,6 +1141,42 @@ class RowDecoder:
             self._read_slowly(kind, buf, start, end, bm)  # raises the details of a bad row
             raise  # the rows decode: the record function failed
         return out
+
+    def raw_texts(self) -> frozenset[int] | None:
+        """For the passthrough to PostgreSQL: the positions of the text columns if every
+        column's value can be written as COPY text by :meth:`read_raw`, else None."""
+        texts = set()
+        for i, (col, (kind, _name, _a, _b)) in enumerate(zip(self._columns, self._compiled)):
+            if kind == _K_TEXT:
+                texts.add(i)
+            elif col.type not in _RAW_TYPES:
+                return None
+        return frozenset(texts)
+
+    def read_raw(
+        self, kind: str, buf: bytes, start: int, end: int, number_of_columns: int, key_idx: tuple[int, ...],
+        texts: frozenset[int],
+    ) -> tuple[list[Any], list[list[str]]]:
+        """The rows of one rows event (as for :meth:`read_event`) as ``(keys, rows)`` of COPY
+        text (see :func:`_raw_event_reader`), for a decoder whose :meth:`raw_texts` is
+        ``texts``. Raises :class:`NotRaw` for an event to read with :meth:`read_event`
+        instead: not every column present, a key changed, or anything that does not decode."""
+        n = len(self._compiled)
+        if number_of_columns != n:
+            raise NotRaw
+        bm = (n + 7) >> 3
+        bitmaps = buf[start : start + (2 * bm if kind == "update" else bm)]
+        reader = self._raw_readers.get((kind, bitmaps))
+        if reader is None:
+            if bitmaps != self._all_present * (len(bitmaps) // bm):
+                raise NotRaw
+            cols, nbytes, _ = self._columns_for(bitmaps[:bm])
+            reader = _raw_event_reader(kind, cols, nbytes, cols, nbytes, key_idx, texts)
+            self._raw_readers[(kind, bitmaps)] = reader
+        try:
+            return reader(buf, start + len(bitmaps), end)
+        except Exception:  # noqa: BLE001 - read again as change records, which reports it
+            raise NotRaw from None
 
     def _reader(self, kind: str, buf: bytes, start: int, bm: int, record: Record | None) -> EventReader:
         if kind not in ("write", "update", "delete"):

@@ -58,11 +58,12 @@ from pymysqlreplication.row_event import DeleteRowsEvent, TableMapEvent, UpdateR
 
 from ..errors import CheckFailed, DataError, ReplicatorError, TransientError
 from ..mapping import TableInfo
+from ..pg.passthrough import RAW_ROWS_MAX, RawRows
 from ..records import DELETE, INSERT, TRUNCATE, UPDATE, JsonText, Begin, Change, Commit, Heartbeat, Item, Position, TableId
 from ..urls import parse
 from .catalog import describe_table
 from .positions import FilePos, MariaGtid
-from .rows import RowDecoder, rows_body
+from .rows import NotRaw, RowDecoder, rows_body
 from .writer import connect, pymysql_connect
 
 # The library silently reconnects on these codes from its ORIGINAL start position, replaying
@@ -114,6 +115,16 @@ class MySQLSource:
         self._tables: dict[TableId, TableInfo] = {}
         self._reader: BinLogStreamReader | None = None
         self._interrupted = False
+        # tables whose rows go to PostgreSQL as COPY text (see replicator.mysql.passthrough):
+        # source column names at binding -> the target key's source columns
+        self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def set_passthrough(self, tables: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+        """Stream these tables' simple changes as :class:`RawRows` of COPY text lines (see
+        :mod:`replicator.mysql.passthrough`): per table its column names when it was bound
+        (a table map with other columns is read as change records) and the target key's
+        source columns."""
+        self._passthrough = dict(tables)
 
     @property
     def conn(self) -> Any:
@@ -261,6 +272,7 @@ class MySQLSource:
         # locals between hand-overs to the library (see _PacketFeed).
         buf = b""
         pos = seq = 0
+        pending: RawRows | None = None  # passthrough rows not emitted yet
         if stop_at is not None and position >= stop_at:
             return
         while not self._interrupted:
@@ -313,12 +325,32 @@ class MySQLSource:
                                     if not began:
                                         began = True
                                         yield Begin(gtid[2] if gtid else 0, commit_time, None, gtid)
+                                    if state.raw is not None:
+                                        group = state.raw_rows(rkind, pkt, at, e - state.checksum, ncols)
+                                        if group is not None:
+                                            # consecutive events of one table and kind: one group
+                                            if (pending is not None and pending.table is group.table
+                                                    and pending.op is group.op and pending.names is group.names
+                                                    and len(pending.keys) < RAW_ROWS_MAX):
+                                                pending.keys += group.keys
+                                                pending.fields += group.fields
+                                            else:
+                                                if pending is not None:
+                                                    yield pending  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                                                pending = group
+                                            continue
+                                    if pending is not None:
+                                        yield pending  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                                        pending = None
                                     changes = state.read(rkind, pkt, at, e - state.checksum, ncols, state.records[rkind])
                                     if len(changes) == 1:
                                         yield changes[0]
                                     else:
                                         yield from changes
                                     continue
+                if pending is not None:  # before anything else: the group goes first
+                    yield pending  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                    pending = None
                 feed.pending = pkt[s:e] if s or e != len(pkt) else pkt
                 feed.pos, feed.seq = pos, seq
                 ev = reader.fetchone()
@@ -339,6 +371,7 @@ class MySQLSource:
                         decoder = RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates)
                         json_cols = tuple(c.name for c in info.columns if c.type == "json")
                         state = _TableState(table_obj, decoder, tid, info.primary_key, json_cols, _checked_layout(ev))
+                        state.pass_through(self._passthrough.get(tid))
                     decoders[ev.table_id] = state
                 if state.decoder is None:
                     continue
@@ -346,7 +379,11 @@ class MySQLSource:
                     began = True
                     yield Begin(gtid[2] if gtid else 0, commit_time, None, gtid)
                 body, ncols = rows_body(ev)
-                yield from state.changes(_KINDS[kind], body, 0, len(body), ncols)
+                group = state.raw_rows(_KINDS[kind], body, 0, len(body), ncols) if state.raw is not None else None
+                if group is not None:
+                    yield group  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                else:
+                    yield from state.changes(_KINDS[kind], body, 0, len(body), ncols)
                 continue
             if kind is MariadbGtidEvent:
                 gtid = (ev.domain_id, ev.server_id, ev.gtid_seq_no)
@@ -420,7 +457,7 @@ class _TableState:
     the checksum length when the fast path was checked for this map (None: not usable), and
     how its change records are made (``records`` per event kind, ``read``)."""
 
-    __slots__ = ("table_map", "decoder", "table", "key", "json_columns", "checksum", "records", "read")
+    __slots__ = ("table_map", "decoder", "table", "key", "json_columns", "checksum", "records", "read", "raw")
 
     def __init__(
         self,
@@ -447,6 +484,30 @@ class _TableState:
         # read(kind, buf, start, end, ncols, record): the change records of one rows event,
         # its body being buf[start:end] -- the decoder itself unless JSON text is to be marked
         self.read: Any = self._json_changes if json_columns or decoder is None else decoder.read_event
+        # passthrough (see pass_through): (column names, key positions, text columns)
+        self.raw: tuple[tuple[str, ...], tuple[int, ...], frozenset[int]] | None = None
+
+    def pass_through(self, spec: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
+        """Read rows as COPY text (:meth:`raw_rows`) if the table is in passthrough with these
+        very columns and the decoder takes all of them."""
+        decoder = self.decoder
+        if spec is None or decoder is None or self.json_columns or decoder.column_names != spec[0]:
+            return
+        texts = decoder.raw_texts()
+        if texts is not None:
+            names = decoder.column_names
+            self.raw = (names, tuple(names.index(k) for k in spec[1]), texts)
+
+    def raw_rows(self, rkind: str, buf: bytes, start: int, end: int, ncols: int) -> RawRows | None:
+        """The rows of one rows event as one :class:`RawRows`, or None: read it with
+        :meth:`changes` instead (see RowDecoder.read_raw)."""
+        assert self.raw is not None and self.decoder is not None
+        names, key_idx, texts = self.raw
+        try:
+            keys, rows = self.decoder.read_raw(rkind, buf, start, end, ncols, key_idx, texts)
+        except NotRaw:
+            return None
+        return RawRows(self.table, names, _RAW_OPS[rkind], keys, rows)  # type: ignore[arg-type]
 
     def changes(self, rkind: str, buf: bytes, start: int, end: int, ncols: int) -> list[Change]:
         """The change records of one rows event, whose body is ``buf[start:end]``."""
@@ -468,6 +529,8 @@ class _TableState:
             return [Change(UPDATE, tid, {c: before[c] for c in key}, before, after) for before, after in rows]
         return [Change(DELETE, tid, {c: before[c] for c in key}, before, None) for before, _ in rows]
 
+
+_RAW_OPS = {"write": INSERT, "update": UPDATE, "delete": DELETE}
 
 # Rows event types (v1: MariaDB and MySQL 5.1-5.5, v2: MySQL >= 5.6) and the table map's.
 _FAST_KINDS = {23: "write", 24: "update", 25: "delete", 30: "write", 31: "update", 32: "delete"}

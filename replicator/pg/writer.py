@@ -346,8 +346,11 @@ class PostgresSink:
 
     def _raw_deletes(self, o: RawTableOps) -> None:
         if o.deletes:
+            # PostgreSQL sources: the keys' text; MySQL sources: their values
             keys: list[tuple[object, ...]] = [
-                (k.decode(),) if isinstance(k, bytes) else tuple(v.decode() for v in k)
+                (k.decode(),) if isinstance(k, bytes)
+                else tuple(v.decode() if isinstance(v, bytes) else v for v in k) if isinstance(k, tuple)
+                else (k,)
                 for k in o.deletes
             ]
             self._delete(o.mapping.target, o.mapping.target_key, keys)
@@ -573,7 +576,16 @@ class _Guard:
 
 
 def _write_fields(copy: psycopg.Copy, rows: list[list[bytes]]) -> None:
-    """Send rows of COPY text fields, a chunk of rows per message."""
+    """Send rows of COPY text fields, a chunk of rows per message. A row from a MySQL source
+    is one ``str``: its whole line (see :mod:`replicator.mysql.passthrough`)."""
+    first: object = rows[0][0] if rows else None
+    if isinstance(first, str):
+        lines: list[str] = [row[0] for row in rows]  # type: ignore[misc]
+        for i in range(0, len(lines), COPY_CHUNK_ROWS):
+            part = lines[i : i + COPY_CHUNK_ROWS]
+            part.append("")
+            copy.write("\n".join(part))
+        return
     tab, nl = b"\t", b"\n"
     for i in range(0, len(rows), COPY_CHUNK_ROWS):
         chunk = [tab.join(fields) for fields in rows[i : i + COPY_CHUNK_ROWS]]

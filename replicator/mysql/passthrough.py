@@ -1,0 +1,78 @@
+"""MySQL/MariaDB -> PostgreSQL passthrough: rows events read straight into COPY text lines.
+
+Why: in a plain MySQL -> PostgreSQL flow most of the per-row CPU time after decoding went to
+carrying each row as a dict in a change record through the pipeline's per-change loop, the
+netting batch and the mapping, and to psycopg turning the values into COPY text again. For a
+table whose columns all have simple types the row decoder can write each row's COPY line
+itself, in the generated loop that decodes it (:meth:`~replicator.mysql.rows.RowDecoder.read_raw`):
+the source then emits :class:`~replicator.pg.passthrough.RawRows` groups as the PostgreSQL
+passthrough does, and the pipeline, :class:`~replicator.pg.passthrough.RawBatch` and the
+PostgreSQL sink's ``apply_raw`` handle them per group. A row is one ``[line]``: the sink joins
+fields with tabs, and a one-field row is the line itself.
+
+Exactness: the line is what psycopg writes for the decoded values (``str`` of ints, Decimals,
+dates and datetimes; text escaped for COPY; ``\\N`` for NULL), checked against psycopg for
+every captured event in ``tests/test_mysql_passthrough.py``. A table takes this path only when
+every column's target has exactly the type the replicator would create for it
+(:func:`~replicator.typemap.mysql_to_pg`), so every source value fits; events with anything
+else -- a key change, a NUL in text, a zero date, a row image without every column, a table
+map whose columns differ from the bound ones -- are read as change records as before, and
+report their errors the same way.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..config import TableConfig
+from ..mapping import TableInfo, TableMapping
+from ..typemap import UnsupportedType, mysql_to_pg
+
+# Source base types whose values the row decoder writes as COPY text (see RowDecoder.raw_texts)
+_BASES = frozenset({
+    "tinyint", "smallint", "mediumint", "int", "integer", "bigint",
+    "decimal", "numeric", "dec", "fixed", "date", "datetime", "timestamp",
+    "char", "varchar", "character", "character varying", "nchar", "nvarchar",
+    "tinytext", "text", "mediumtext", "longtext",
+})
+_BASE = re.compile(r"^\s*(character\s+varying|[a-z]+)", re.IGNORECASE)
+
+
+def _pg_type(type_name: str) -> str:
+    """PostgreSQL's ``format_type`` spelling in the typemap's spelling."""
+    t = " ".join(type_name.lower().split())
+    t = t.replace("character varying", "varchar").replace(" without time zone", "")
+    if t.endswith(" with time zone"):
+        t = t[: -len(" with time zone")]
+        t = "timestamptz" + t[len("timestamp"):] if t.startswith("timestamp") else t
+    return t.replace(", ", ",")
+
+
+def pg_passthrough_key(
+    table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo
+) -> tuple[str, ...] | None:
+    """The source column names of the target key, in target-key order, if the table's rows
+    can travel as COPY text to PostgreSQL; None if they cannot (a mapping, another type)."""
+    if not table.plain:
+        return None
+    target_types = {c.name: c.type for c in target.columns}
+    by_target: dict[str, str] = {}
+    for col in source.columns:
+        m = _BASE.match(col.type)
+        if m is None or " ".join(m.group(1).lower().split()) not in _BASES:
+            return None
+        name = mapping.target_name(col.name)
+        dst = target_types.get(name)
+        try:
+            if dst is None or _pg_type(dst) != _pg_type(mysql_to_pg(col.type)):
+                return None
+        except UnsupportedType:
+            return None
+        by_target[name] = col.name
+    key: list[str] = []
+    for name in mapping.target_key:
+        src = by_target.get(name)
+        if src is None:
+            return None
+        key.append(src)
+    return tuple(key) if key else None

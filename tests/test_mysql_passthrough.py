@@ -1,0 +1,309 @@
+"""The MySQL/MariaDB -> PostgreSQL passthrough: rows events read straight into COPY text lines.
+
+Unit tests, no server: every captured rows event (``tests/fixtures/mysql_rows.json``, see
+``test_mysql_rows``) of a table whose columns the passthrough takes is read both ways, and the
+COPY line must be byte for byte what psycopg writes for the decoded values (what the normal
+path sends), the key the change record's key. Synthetic events add text that needs COPY
+escapes, NUL characters and key changes. The end-to-end side (a flow that takes this path,
+kill -9 included) is in ``test_mysql_source_pg``/``test_mysql_kill9`` and
+``test_mysql_passthrough_flow`` below.
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from psycopg._copy_base import TextFormatter
+from psycopg.adapt import Transformer
+from psycopg.pq import Format
+from pymysqlreplication.column import Column
+from pymysqlreplication.table import Table
+
+from replicator.mapping import ColumnInfo, TableInfo, TableMapping
+from replicator.mysql.passthrough import pg_passthrough_key
+from replicator.mysql.rows import NotRaw, RowDecoder
+from replicator.config import TableConfig
+from replicator.records import TableId
+
+from test_mysql_rows import FIXTURES, events, table
+
+_OIDS = {int: 20, Decimal: 1700, str: 25, date: 1082}
+
+
+def _oid(value: Any) -> int:
+    if isinstance(value, datetime):
+        return 1114 if value.tzinfo is None else 1184
+    return _OIDS.get(type(value), 25)
+
+
+def psycopg_line(row: list[Any]) -> bytes:
+    """The COPY text line psycopg writes for these values (the normal path's), without the
+    newline."""
+    tx = Transformer()
+    tx.set_dumper_types([_oid(v) for v in row], Format.TEXT)
+    f = TextFormatter(tx)
+    f.write_row(row)
+    out = bytes(f.end())
+    assert out.endswith(b"\n")
+    return out[:-1]
+
+
+def _check_event(decoder: RowDecoder, ev: dict[str, Any]) -> int:
+    body = bytes.fromhex(ev["body"])
+    texts = decoder.raw_texts()
+    assert texts is not None
+    key_idx = tuple(decoder.column_names.index(k) for k in decoder.key_columns)
+    pairs = decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
+    keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx, texts)
+    assert len(keys) == len(pairs)
+    for (before, after), key, row in zip(pairs, keys, rows or [None] * len(keys)):
+        source = before if before is not None else after
+        want_key = tuple(source[k] for k in decoder.key_columns)
+        assert key == (want_key[0] if len(want_key) == 1 else want_key)
+        if after is None:
+            assert ev["kind"] == "delete" and not rows
+            continue
+        assert len(row) == 1
+        assert row[0].encode() == psycopg_line([after[c] for c in decoder.column_names])
+    return len(keys)
+
+
+RAW_TABLES = ["t_int", "t_dec", "t_zero", "t_zero2", "t_min"]
+
+
+@pytest.mark.parametrize("name", RAW_TABLES)
+def test_copy_lines_are_what_psycopg_writes_for_the_decoded_values(name: str) -> None:
+    decoder = RowDecoder(table(name), zero_date="null")
+    if not decoder.key_columns:
+        decoder = RowDecoder(table(name), zero_date="null", key_columns=[decoder.column_names[0]])
+    rows = refused = 0
+    for case in FIXTURES["cases"]:
+        for ev in events(case["name"], name):
+            try:
+                rows += _check_event(decoder, ev)
+            except NotRaw:
+                # only a key change or a row image without every column (MINIMAL) sends an
+                # event of these tables back to the normal path
+                body = bytes.fromhex(ev["body"])
+                pairs = decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
+                images = [r for pair in pairs for r in pair if r is not None]
+                partial = any(set(r) != set(decoder.column_names) for r in images)
+                moved = ev["kind"] == "update" and any(
+                    b.get(k) != a.get(k) for b, a in pairs if b and a for k in decoder.key_columns
+                )
+                assert partial or moved, ev
+                refused += 1
+    assert rows > 0
+    assert refused == (3 if name == "t_min" else 0)  # t_min: MINIMAL row images
+
+
+def test_tables_with_other_types_are_not_taken() -> None:
+    for name in ("t_float", "t_str", "t_bin", "t_misc", "t_enum", "t_old"):
+        assert RowDecoder(table(name)).raw_texts() is None, name
+
+
+def test_zero_dates_under_the_error_policy_go_back_to_the_normal_path() -> None:
+    decoder = RowDecoder(table("t_zero"), zero_date="error")
+    texts = decoder.raw_texts()
+    assert texts is not None
+    refused = 0
+    for case in FIXTURES["cases"]:
+        for ev in events(case["name"], "t_zero"):
+            body = bytes.fromhex(ev["body"])
+            try:
+                decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
+            except Exception:
+                with pytest.raises(NotRaw):
+                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,), texts)
+                refused += 1
+    assert refused > 0
+
+
+# --------------------------------------------------------------------------- synthetic events
+
+_VARCHAR, _LONG = 15, 3
+
+
+def _table() -> Table:
+    cols = [
+        Column(type=_LONG, name="id", unsigned=False, is_primary=True),
+        Column(type=_VARCHAR, name="v", max_length=400, character_set_name="utf8mb4", is_primary=False),
+    ]
+    return Table(1, "db", "t", cols)
+
+
+def _image(id_: int, v: str | None) -> bytes:
+    if v is None:
+        return bytes([0b10]) + struct.pack("<i", id_)
+    raw = v.encode()
+    return bytes([0]) + struct.pack("<i", id_) + struct.pack("<H", len(raw)) + raw
+
+
+def _event(kind: str, *images: bytes) -> bytes:
+    bitmap = b"\x03"
+    return (bitmap * 2 if kind == "update" else bitmap) + b"".join(images)
+
+
+def _raw(kind: str, body: bytes) -> tuple[list[Any], list[list[str]]]:
+    decoder = RowDecoder(_table())
+    texts = decoder.raw_texts()
+    assert texts == frozenset({1})
+    return decoder.read_raw(kind, body, 0, len(body), 2, (0,), texts)
+
+
+def test_text_that_needs_copy_escapes() -> None:
+    values = ["tab\there", "new\nline", "cr\rhere", "back\\slash", "\\N", "emoji 😀 é", "", None, "plain"]
+    body = _event("write", *[_image(i, v) for i, v in enumerate(values)])
+    keys, rows = _raw("write", body)
+    assert keys == list(range(len(values)))
+    assert [r[0].encode() for r in rows] == [psycopg_line([i, v]) for i, v in enumerate(values)]
+    assert rows[4] == ["4\t\\\\N"] and rows[7] == ["7\t\\N"]
+
+
+def test_text_holding_nul_goes_back_to_the_normal_path() -> None:
+    with pytest.raises(NotRaw):
+        _raw("write", _event("write", _image(1, "ok"), _image(2, "a\x00b")))
+
+
+def test_updates_keep_their_key_or_go_back_to_the_normal_path() -> None:
+    keys, rows = _raw("update", _event("update", _image(7, "old"), _image(7, "new\tvalue")))
+    assert keys == [7] and rows == [["7\tnew\\tvalue"]]
+    with pytest.raises(NotRaw):
+        _raw("update", _event("update", _image(7, "x"), _image(7, "y"), _image(8, "x"), _image(9, "x")))
+
+
+def test_deletes_give_keys_only() -> None:
+    keys, rows = _raw("delete", _event("delete", _image(3, "a"), _image(4, None)))
+    assert keys == [3, 4] and rows == []
+
+
+def test_columns_missing_from_the_image_go_back_to_the_normal_path() -> None:
+    body = b"\x01" + bytes([0]) + struct.pack("<i", 5)  # only the id present (a MINIMAL image)
+    with pytest.raises(NotRaw):
+        _raw("write", body)
+
+
+# --------------------------------------------------------------------------- eligibility
+
+
+def _mapping(src_cols: list[tuple[str, str]], dst_cols: list[tuple[str, str]], key: str = "id") -> tuple[Any, ...]:
+    src = TableInfo(TableId("db", "t"), tuple(ColumnInfo(n, t) for n, t in src_cols), (key,))
+    dst = TableInfo(TableId("public", "t"), tuple(ColumnInfo(n, t) for n, t in dst_cols), (key,))
+    mapping = TableMapping(src.table, dst.table, {})
+    mapping.bind(src, dst)
+    return TableConfig(source="db.t"), mapping, src, dst
+
+
+def test_eligible_when_every_target_column_has_the_type_the_replicator_would_create() -> None:
+    args = _mapping(
+        [("id", "bigint(20)"), ("name", "varchar(64)"), ("amount", "decimal(12,2)"), ("at", "datetime(6)"),
+         ("ts", "timestamp(3)"), ("d", "date"), ("n", "int(10) unsigned"), ("body", "text")],
+        [("id", "bigint"), ("name", "character varying(64)"), ("amount", "numeric(12,2)"),
+         ("at", "timestamp(6) without time zone"), ("ts", "timestamp(3) with time zone"), ("d", "date"),
+         ("n", "bigint"), ("body", "text")],
+    )
+    assert pg_passthrough_key(*args) == ("id",)
+
+
+@pytest.mark.parametrize("src_type,dst_type", [
+    ("int(11)", "smallint"),  # narrower: PostgreSQL would refuse values the normal path reports
+    ("varchar(64)", "character varying(10)"),
+    ("datetime", "timestamp(6) without time zone"),  # another precision than the replicator's
+    ("double", "double precision"),  # not a passthrough type
+    ("enum('a','b')", "text"),
+    ("time", "interval second(0)"),
+    ("varbinary(10)", "bytea"),
+])
+def test_not_eligible(src_type: str, dst_type: str) -> None:
+    args = _mapping([("id", "int(11)"), ("x", src_type)], [("id", "integer"), ("x", dst_type)])
+    assert pg_passthrough_key(*args) is None
+
+
+# --------------------------------------------------------------------------- a real flow
+
+MY_TABLE = (
+    "CREATE TABLE p (id INT PRIMARY KEY, name VARCHAR(50), note TEXT, amount DECIMAL(12,2),"
+    " at DATETIME(6), ts TIMESTAMP(6) NULL, d DATE, big BIGINT UNSIGNED)"
+)
+PG_TABLE = (
+    "CREATE TABLE p (id integer PRIMARY KEY, name varchar(50), note text, amount numeric(12,2),"
+    " at timestamp(6), ts timestamptz(6), d date, big numeric(20,0))"
+)
+SPECIALS = ["tab\there", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "emoji 😀 é", "", None]
+
+
+def _rows_equal(src: list[tuple[Any, ...]], dst: list[tuple[Any, ...]]) -> None:
+    # timestamptz comes back aware, MariaDB's TIMESTAMP (read at +00:00) naive
+    norm = [tuple(v.replace(tzinfo=None) if isinstance(v, datetime) and v.tzinfo else v for v in r) for r in dst]
+    assert norm == src
+
+
+def test_a_flow_streams_simple_tables_as_copy_text_and_matches_row_for_row(
+    mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbhelpers import my_fetch, my_script, pg_fetch, pg_script, run_once, write_config
+    from replicator.mysql import source as mysql_source
+
+    groups: list[tuple[str, int]] = []
+    original = mysql_source._TableState.raw_rows
+
+    def spy(self: Any, *args: Any) -> Any:
+        out = original(self, *args)
+        groups.append(("raw", len(out.keys)) if out is not None else ("normal", 0))
+        return out
+
+    monkeypatch.setattr(mysql_source._TableState, "raw_rows", spy)
+    from replicator.pg.passthrough import RawBatch
+
+    taken: list[int] = []  # the groups the pipeline nets
+    add = RawBatch.add
+
+    def spy_add(self: Any, item: Any, mapping: Any) -> None:
+        taken.append(len(item.keys))
+        add(self, item, mapping)
+
+    monkeypatch.setattr(RawBatch, "add", spy_add)
+    db = fresh_db_name
+    mariadb.create_database(db)
+    pg_target.create_database(db)
+    my_script(mariadb, db, MY_TABLE)
+    pg_script(pg_target, db, PG_TABLE)
+    cfg = write_config(tmp_path / "replicator.yaml", "pt" + db[-8:], mariadb.url(db), pg_target.url(db),
+                       "      - source: p\n", batch="{max_rows: 700, max_delay_ms: 100}")
+    run_once(cfg)
+
+    inserts = [
+        f"INSERT INTO p VALUES ({i}, CONCAT('n', {i}), %s, {i}.25, '2024-02-29 23:59:59.{i % 1000000:06d}',"
+        f" FROM_UNIXTIME({1700000000 + i}), '2024-01-{1 + i % 28:02d}', {18446744073709551615 - i})"
+        for i in range(1, 1201)
+    ]
+    conn = mariadb.connect(db, charset="utf8mb4", init_command="SET time_zone = '+00:00'")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            for i, stmt in enumerate(inserts, start=1):
+                cur.execute(stmt, (SPECIALS[i % 8],))  # one event per row: grouped by the reader
+            cur.execute("COMMIT")
+            cur.execute("BEGIN")
+            cur.execute("UPDATE p SET amount = amount + 1, note = CONCAT(COALESCE(note, ''), '\\t+') WHERE id <= 600")
+            cur.execute("UPDATE p SET id = id + 10000 WHERE id IN (5, 6, 7)")  # key change: normal path
+            cur.execute("UPDATE p SET name = NULL, ts = NULL, d = NULL WHERE id BETWEEN 8 AND 40")
+            cur.execute("DELETE FROM p WHERE id BETWEEN 41 AND 90")
+            cur.execute("INSERT INTO p (id, name) VALUES (7, 'reused key'), (2000, 'tail')")
+            cur.execute("COMMIT")
+    finally:
+        conn.close()
+    run_once(cfg)
+    query = "SELECT id, name, note, amount, at, ts, d, big FROM p ORDER BY id"
+    src = my_fetch(mariadb, db, query)
+    assert len(src) == 1200 - 50 + 2 and src[-1][0] == 10007
+    _rows_equal(src, pg_fetch(pg_target, db, query))
+    raw = [n for kind, n in groups if kind == "raw"]
+    # every rows event but the key change's was read as COPY text...
+    assert sum(raw) == 1200 + 600 + (40 - 8 + 1) + 50 + 2 and groups.count(("normal", 0)) == 1, groups
+    # ...and the 1,200 single-row INSERT events reached the pipeline in groups of up to 1,000
+    assert sum(taken) == sum(raw) and max(taken) == 1000, taken
