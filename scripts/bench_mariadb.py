@@ -153,6 +153,8 @@ class Results:
     seconds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     cpu: dict[tuple[str, str], list[float]] = field(default_factory=dict)
     load: list[float] = field(default_factory=list)  # 1-minute load average around every run
+    # workload B applied by each target alone, rows already in hand: (target, how) -> seconds
+    floor: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     def add(self, workload: str, consumer: str, secs: float, cpu: float | None = None) -> None:
         self.seconds.setdefault((workload, consumer), []).append(secs)
@@ -386,6 +388,66 @@ class Bench:
         if got != want:
             raise BenchError(f"{what}: {LABELS[consumer]} differs from the primary: {got} != {want}")
 
+    # -- what the targets alone need for workload B ------------------------------------------
+    def measure_floors(self) -> None:
+        """Workload B's rows applied to each target by the statements the replicator's writer
+        sends, with the rows already in hand (no binlog, no decoding), and the target's own
+        ``UPDATE … SET amount = amount + 1``; each in a transaction that is rolled back. The
+        rows carry amount + 1, so every row really changes (InnoDB skips identical rows)."""
+        rows = self.primary.execute(
+            "SELECT id, name, email, amount + 1, created_at, payload FROM t WHERE id <= %s ORDER BY id"
+            % int(self.update_rows), db=DB,
+        )
+        # PostgreSQL: COPY into a stage, then UPDATE … FROM it by key (replicator.pg.writer)
+        lines = "".join(
+            "\t".join("\\N" if v is None else str(v) for v in r) + "\n" for r in rows
+        ).encode()
+        with psycopg.connect(self.pg_target.url(PG_DB)) as conn:
+            t0 = time.perf_counter()
+            conn.execute("CREATE TEMP TABLE stage (LIKE t) ON COMMIT DROP")
+            with conn.cursor().copy("COPY stage FROM STDIN") as copy:
+                copy.write(lines)
+            conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            conn.execute(
+                "UPDATE t SET name = s.name, email = s.email, amount = s.amount, created_at = s.created_at,"
+                " payload = s.payload FROM stage s WHERE t.id = s.id"
+            )
+            self.results.floor.setdefault(("postgres", "writer"), []).append(time.perf_counter() - t0)
+            conn.rollback()
+            t0 = time.perf_counter()
+            conn.execute("UPDATE t SET amount = amount + 1 WHERE id <= %s", (self.update_rows,))
+            self.results.floor.setdefault(("postgres", "own"), []).append(time.perf_counter() - t0)
+            conn.rollback()
+        # MariaDB: multi-row INSERT … ON DUPLICATE KEY UPDATE of ~250k characters (replicator.mysql.writer)
+        conn = self.my_target.connect(DB, autocommit=False)
+        try:
+            texts = [
+                "(" + ",".join("NULL" if v is None else conn.literal(v) for v in r) + ")" for r in rows
+            ]
+            head = "INSERT INTO t (id, name, email, amount, created_at, payload) VALUES "
+            tail = (" ON DUPLICATE KEY UPDATE name = VALUES(name), email = VALUES(email), amount = VALUES(amount),"
+                    " created_at = VALUES(created_at), payload = VALUES(payload)")
+            per = max(1, 250_000 // (sum(map(len, texts[:100])) // min(100, len(texts)) + 1))
+            with conn.cursor() as cur:
+                t0 = time.perf_counter()
+                for i in range(0, len(texts), per):
+                    cur.execute(head + ",".join(texts[i : i + per]) + tail)
+                self.results.floor.setdefault(("mariadb", "writer"), []).append(time.perf_counter() - t0)
+                conn.rollback()
+                t0 = time.perf_counter()
+                cur.execute("UPDATE t SET amount = amount + 1 WHERE id <= %s", (self.update_rows,))
+                self.results.floor.setdefault(("mariadb", "own"), []).append(time.perf_counter() - t0)
+                conn.rollback()
+        finally:
+            conn.close()
+        f = self.results.floor
+        log(
+            "  B alone on the targets: PostgreSQL writer's statements"
+            f" {f[('postgres', 'writer')][-1]:.2f}s, own UPDATE {f[('postgres', 'own')][-1]:.2f}s;"
+            f" MariaDB writer's statements {f[('mariadb', 'writer')][-1]:.2f}s,"
+            f" own UPDATE {f[('mariadb', 'own')][-1]:.2f}s"
+        )
+
     # -- one measurement -----------------------------------------------------------------
     def measure(self, workload: str, consumer: str, pos: str, rnd: int, changed: int) -> None:
         self.results.load.append(os.getloadavg()[0])
@@ -419,6 +481,7 @@ class Bench:
         log(f"  B generated: one UPDATE of {self.update_rows} rows in {time.perf_counter() - t0:.1f}s")
         for consumer in order:
             self.measure("B", consumer, pos, rnd, self.update_rows)
+        self.measure_floors()
 
         # Reset (untimed): the truncate is replicated like any change.
         pos = self.workload_truncate()
@@ -460,6 +523,23 @@ class Bench:
                 cpu_text = f" (process CPU {', '.join(f'{x:.2f}s' for x in cpu)})" if cpu else ""
                 details.append(f"- {w}, {LABELS[c]}: {runs}{cpu_text}")
         table = "\n".join(lines)
+        native_b = statistics.median(self.results.seconds[("B", "native")])
+        floor_lines = [
+            "",
+            "",
+            f"What the targets alone need for workload B (medians; the rows already in hand, no"
+            f" binlog, no decoding; rolled back), and the best ratio to the native replica's"
+            f" {native_b:.2f}s that applying through those statements would allow:",
+            "",
+            "| target | the replicator writer's statements | best ratio | the target's own `UPDATE … amount + 1` |",
+            "|---|---:|---:|---:|",
+        ]
+        for target, label in (("postgres", "PostgreSQL (COPY into a stage, `UPDATE … FROM` it)"),
+                              ("mariadb", "MariaDB (multi-row `INSERT … ON DUPLICATE KEY UPDATE`)")):
+            writer = statistics.median(self.results.floor[(target, "writer")])
+            own = statistics.median(self.results.floor[(target, "own")])
+            floor_lines.append(f"| {label} | {writer:.2f}s | {native_b / writer:.2f} | {own:.2f}s |")
+        table += "\n".join(floor_lines)
         version = self.primary.execute("SELECT VERSION()")[0][0]
         with psycopg.connect(self.pg_target.url(), autocommit=True) as c:
             pg_version = c.execute("SHOW server_version").fetchone()
