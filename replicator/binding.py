@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .config import Config, FlowConfig, TableConfig
 from .errors import ConfigError, SchemaError
 from .mapping import TableInfo, TableMapping
-from .mysql.passthrough import pg_passthrough_key
+from .mysql.passthrough import mysql_passthrough_key, pg_passthrough_key
 from .pg.passthrough import passthrough_key
 from .protocols import Checkpoint, Sink, Source
 from .transform import MappingError, RowTransform
@@ -84,7 +84,7 @@ class BoundTable:
     mapping: TableMapping
     source: TableInfo
     target: TableInfo
-    passthrough: tuple[str, ...] | None  # PostgreSQL -> PostgreSQL raw text: the key's source columns
+    passthrough: tuple[str, ...] | None  # rows as text (replicator.pg/mysql.passthrough): the key's source columns
     same_types: bool = False  # same engine, every column of the very same type, no transform
     transform: RowTransform | None = None  # the table's value rules, filter and checks, if any
     raw: RawTransform | None = None  # the transform on passthrough text (PostgreSQL -> PostgreSQL)
@@ -123,6 +123,8 @@ def bind_tables(
                 key = passthrough_key(table, mapping, src_info, dst_info)
             elif raw and mysql_to_pg:
                 key = pg_passthrough_key(table, mapping, src_info, dst_info)
+            elif raw and same_engine:  # MySQL -> MySQL
+                key = mysql_passthrough_key(table, mapping, src_info, dst_info)
             same = same_engine and _same_types(table, mapping, src_info, dst_info)
             bound.append(BoundTable(table, mapping, src_info, dst_info, key, same))
             continue

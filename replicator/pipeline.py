@@ -333,8 +333,10 @@ class FlowRunner:
             if self.flow.mode == "poll":  # the poll source compares keys with the target's
                 source.bind(self._bound)  # type: ignore[attr-defined]
                 self._passthrough = {}
-            if self._passthrough and hasattr(sink, "apply_raw") and hasattr(source, "set_passthrough"):
-                source.set_passthrough(self._passthrough)
+            text_format = getattr(sink, "raw_format", None)  # None: the sink takes no text rows
+            if self._passthrough and text_format is not None and hasattr(source, "set_passthrough"):
+                source.set_passthrough(self._passthrough, text_format)
+                self.log.info("rows travel as text", tables=sorted(map(str, self._passthrough)), format=text_format)
             watched = [m.source for m in mappings.values()]
             if self._tagged_source and self.config.systems[self.flow.source].engine == "mysql":
                 # the marker rows of the flow writing into our source (see replicator.loopguard)

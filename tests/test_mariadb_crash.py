@@ -1,7 +1,7 @@
 """MariaDB → PostgreSQL under real failures: crashes of the replicator, lost binlog
 connections, source restarts and crashes, and a binlog that no longer holds the checkpoint.
 
-1. ``test_mariadb_crash_safety``: a 180k-change workload (inserts, updates, deletes, key
+1. ``test_mariadb_crash_safety`` (→ PostgreSQL and → MariaDB): a 180k-change workload (inserts, updates, deletes, key
    changes, transactions of every size and one 20k+ row transaction) is committed on the
    source first; the replicator (a real subprocess, small batches) is SIGKILLed again and again
    -- right after a target commit (the ``REPLICATOR_TEST_CRASH_AFTER_COMMIT`` hook), at random
@@ -40,6 +40,7 @@ from replicator.mysql.positions import MariaGtid
 from dbhelpers import write_config
 from processes import (
     Kill,
+    MariaTarget,
     PgTarget,
     Replicator,
     SourceWriter,
@@ -56,6 +57,7 @@ from processes import (
     wait_caught_up,
     wait_for,
 )
+from test_crash_safety import MariaRowLock, PgRowLock
 
 pytestmark = pytest.mark.slow
 
@@ -77,31 +79,31 @@ LOG_ERRORS = ("Traceback", "level='error'", "level=error", "flow crashed", "inte
 # --------------------------------------------------------------------------- helpers
 
 
-class HoldingPgTarget(PgTarget):
-    """The PostgreSQL target, with the big-transaction probe."""
+class LockingPgTarget(PgTarget):
+    """The PostgreSQL target, with the big-transaction probe (:class:`PgRowLock`)."""
 
     def __init__(self, server: Any, db: str) -> None:
         super().__init__(server, db, PG_DDL)
 
-    def hold_key(self, key: int) -> psycopg.Connection[Any]:
-        """Open a transaction that inserts row ``b.id = key`` and keeps it uncommitted.
+    def lock_row(self, row_id: int) -> PgRowLock:
+        return PgRowLock(self, row_id)  # type: ignore[arg-type]
 
-        The replicator's own write of that key then waits for this transaction: when only the
-        big source transaction writes ``key``, the replicator is stopped right inside it, with
-        part of it written to its open target transaction. Roll back to let it go.
-        """
-        conn = psycopg.connect(self.url)
-        conn.execute("INSERT INTO b (id) VALUES (%s)", (key,))
-        return conn
+    def has_row(self, table: str, row_id: int) -> bool:
+        return bool(self.server.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,), dbname=self.db))
 
-    def waiting_writer(self, holder: psycopg.Connection[Any]) -> int | None:
-        """The pid of a target session waiting for a lock that ``holder``'s transaction holds."""
-        rows = self.server.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND %s = ANY(pg_blocking_pids(pid))",
-            (self.db, holder.info.backend_pid),
-            dbname=self.db,
-        )
-        return int(rows[0][0]) if rows else None
+
+class LockingMariaTarget(MariaTarget):
+    """A MariaDB target with the source's very tables (so its rows travel as SQL text, see
+    replicator.mysql.passthrough), with the big-transaction probe (:class:`MariaRowLock`)."""
+
+    def __init__(self, server: Any, db: str) -> None:
+        super().__init__(server, db, SRC_DDL)
+
+    def lock_row(self, row_id: int) -> MariaRowLock:
+        return MariaRowLock(self, row_id)  # type: ignore[arg-type]
+
+    def has_row(self, table: str, row_id: int) -> bool:
+        return bool(self.server.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,), db=self.db))
 
 
 def source_rows(server: Any, db: str, table: str) -> list[tuple[Any, ...]]:
@@ -188,14 +190,18 @@ def make_plan(seed: int) -> list[Kill]:
     ]
 
 
-def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("to", ["postgres", "mariadb"])
+def test_mariadb_crash_safety(to: str, mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Path) -> None:
     t_start = time.monotonic()
     db = fresh_db_name
     flow = f"mcrash_{secrets.token_hex(4)}"
     mariadb.create_database(db)
     for ddl in SRC_DDL:
         mariadb.execute(ddl, db=db)
-    target = HoldingPgTarget(pg_target, db)
+    # -> MariaDB: another database of the same server (the flow reads only the source's)
+    target: LockingPgTarget | LockingMariaTarget = (
+        LockingPgTarget(pg_target, db) if to == "postgres" else LockingMariaTarget(mariadb, db + "_dst")
+    )
     target.create_tables()
     cfg = write_config(
         tmp_path / "replicator.yaml", flow, mariadb.url(db), target.url, ["a", "b"], batch="{max_rows: 500, max_delay_ms: 50}"
@@ -208,6 +214,8 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
         assert rep.proc is not None
         assert rep.proc.wait(timeout=120) == 0, rep.log()
         assert target.checkpoint(flow) is not None, "the first run recorded no checkpoint"
+        # both tables' rows travel as text (replicator.mysql.passthrough): that path is crashed
+        assert "rows travel as text" in rep.log() and f"{db}.a" in rep.log() and f"{db}.b" in rep.log(), rep.log()
 
         t0 = time.monotonic()
         conn = mariadb.connect(db, autocommit=False)
@@ -220,36 +228,34 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
 
         kills: dict[str, int] = {}
         last_changes = 0
-        holder: psycopg.Connection[Any] | None = None
         for i, kill in enumerate(make_plan(7), 1):
             cp = target.checkpoint(flow)
             before = cp[1] if cp else 0
             assert_work_left(kill, i, before, w)
             if kill.how == "big":
-                probe = w.big_probe_ids[int(kill.arg)]
-                holder = target.hold_key(probe)
+                # Hold a row the big transaction inserts: the replicator stops there, inside the
+                # big transaction, with everything before it written but not committed.
+                holder = target.lock_row(w.big_probe_ids[int(kill.arg)])
 
             def in_big(proc: subprocess.Popen[bytes]) -> str:
                 """Until the replicator waits for the held key, inside the big transaction."""
-                assert holder is not None
                 deadline = time.monotonic() + 120
-                while proc.poll() is None:
-                    pid = target.waiting_writer(holder)
-                    if pid is not None:
-                        return f" inside the big transaction (blocked writing b.id={probe})"
+                while (state := holder.poll()) not in ("blocked", "holds"):
+                    assert state is None, f"kill {i}: the big transaction was applied: {state}"
+                    assert proc.poll() is None, f"kill {i}: exited:\n{rep.log()[-3000:]}"
                     cp_now = target.checkpoint(flow)
                     assert cp_now is None or cp_now[1] < w.changes_before_big + w.big_changes, (
                         "the big transaction was committed although a key it writes is locked"
                     )
                     assert time.monotonic() < deadline, f"kill {i}: never reached the big transaction"
                     time.sleep(0.02)
-                return ""
+                return f" inside the big transaction ({state})"
 
-            rc, spawned, note = kill_as_planned(rep, kill, i, in_big)
-            if holder is not None:
-                holder.rollback()  # lets the dead replicator's target session end
-                holder.close()
-                holder = None
+            try:
+                rc, spawned, note = kill_as_planned(rep, kill, i, in_big)
+            finally:
+                if kill.how == "big":
+                    holder.close()  # lets the dead replicator's target session end
             assert rc == -signal.SIGKILL, f"kill {i}: exit status {rc}:\n{rep.log()[-3000:]}"
             assert_clean_log(rep.log(), f"kill {i}", LOG_ERRORS)
             kills[kill.how] = kills.get(kill.how, 0) + 1
@@ -261,9 +267,9 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
             if kill.how == "big":
                 # Killed with the big transaction half written: none of it may be visible.
                 assert cp[1] <= w.changes_before_big, f"kill {i}: part of the big transaction committed: {cp}"
-                assert not target.server.execute(
-                    "SELECT 1 FROM b WHERE id = %s", (w.big_probe_ids[0],), dbname=db
-                ), f"kill {i}: a row of the uncommitted big transaction is visible"
+                assert not target.has_row("b", w.big_probe_ids[0]), (
+                    f"kill {i}: a row of the uncommitted big transaction is visible"
+                )
             last_changes = cp[1]
             print(
                 f"kill {i:2d} ({kill.how} {kill.arg}){note} after {time.monotonic() - spawned:.2f}s:"
@@ -280,8 +286,6 @@ def test_mariadb_crash_safety(mariadb: Any, pg_target: Any, fresh_db_name: str, 
         assert_kill_mix(kills, rep.runs, t_start, min_big=1)
     finally:
         rep.cleanup()
-        if holder is not None:
-            holder.close()
 
 
 # --------------------------------------------------------------------------- 2. connection drops

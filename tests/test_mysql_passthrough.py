@@ -25,7 +25,7 @@ from pymysqlreplication.table import Table
 
 from replicator.mapping import ColumnInfo, TableInfo, TableMapping
 from replicator.mysql.passthrough import pg_passthrough_key
-from replicator.mysql.rows import NotRaw, RowDecoder
+from replicator.mysql.rows import COPY_TEXT, MYSQL_VALUES, NotRaw, RowDecoder
 from replicator.config import TableConfig
 from replicator.records import TableId
 
@@ -54,11 +54,12 @@ def psycopg_line(row: list[Any]) -> bytes:
 
 def _check_event(decoder: RowDecoder, ev: dict[str, Any]) -> int:
     body = bytes.fromhex(ev["body"])
-    texts = decoder.raw_texts()
-    assert texts is not None
+    kinds = decoder.raw_kinds(COPY_TEXT)
+    assert kinds is not None
     key_idx = tuple(decoder.column_names.index(k) for k in decoder.key_columns)
     pairs = decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
-    keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx, texts)
+    keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx, kinds,
+                                  COPY_TEXT)
     assert len(keys) == len(pairs)
     for (before, after), key, row in zip(pairs, keys, rows or [None] * len(keys)):
         source = before if before is not None else after
@@ -103,13 +104,13 @@ def test_copy_lines_are_what_psycopg_writes_for_the_decoded_values(name: str) ->
 
 def test_tables_with_other_types_are_not_taken() -> None:
     for name in ("t_float", "t_str", "t_bin", "t_misc", "t_enum", "t_old"):
-        assert RowDecoder(table(name)).raw_texts() is None, name
+        assert RowDecoder(table(name)).raw_kinds(COPY_TEXT) is None, name
 
 
 def test_zero_dates_under_the_error_policy_go_back_to_the_normal_path() -> None:
     decoder = RowDecoder(table("t_zero"), zero_date="error")
-    texts = decoder.raw_texts()
-    assert texts is not None
+    kinds = decoder.raw_kinds(COPY_TEXT)
+    assert kinds is not None
     refused = 0
     for case in FIXTURES["cases"]:
         for ev in events(case["name"], "t_zero"):
@@ -118,9 +119,69 @@ def test_zero_dates_under_the_error_policy_go_back_to_the_normal_path() -> None:
                 decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
             except Exception:
                 with pytest.raises(NotRaw):
-                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,), texts)
+                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,), kinds, COPY_TEXT)
                 refused += 1
     assert refused > 0
+
+
+# --------------------------------------------------------------------------- towards MySQL
+
+_KIND_TYPES = {"i": "bigint", "n": "decimal(65,30)", "d": "datetime(6)", "s": "text"}
+
+
+def writer_rows(kinds: str, names: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
+    """The ``(…)`` texts the MySQL writer renders for these rows (the normal path's)."""
+    from replicator.mapping import ColumnInfo
+    from replicator.mysql.writer import _row_renderer, converter_for, sql_literal
+    from test_mysql_rows import _literal_conn
+
+    conn = _literal_conn()
+    converters = [converter_for(ColumnInfo(n, _KIND_TYPES[k])) for n, k in zip(names, kinds)]
+    return _row_renderer(list(names), converters, sql_literal(conn), True)(rows)
+
+
+@pytest.mark.parametrize("name", ["t_int", "t_dec", "t_zero2", "t_min"])
+def test_sql_rows_are_what_the_mysql_writer_renders_for_the_decoded_values(name: str) -> None:
+    decoder = RowDecoder(table(name), zero_date="null")
+    if not decoder.key_columns:
+        decoder = RowDecoder(table(name), zero_date="null", key_columns=[decoder.column_names[0]])
+    kinds = decoder.raw_kinds(MYSQL_VALUES)
+    assert kinds is not None
+    key_idx = tuple(decoder.column_names.index(k) for k in decoder.key_columns)
+    taken = 0
+    for case in FIXTURES["cases"]:
+        for ev in events(case["name"], name):
+            body = bytes.fromhex(ev["body"])
+            pairs = decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
+            try:
+                keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx,
+                                              kinds, MYSQL_VALUES)
+            except NotRaw:
+                assert any(set(r) != set(decoder.column_names) for pair in pairs for r in pair if r), ev
+                continue
+            afters = [a for _, a in pairs if a is not None]
+            assert [r[0] for r in rows] == writer_rows(kinds, decoder.column_names, afters)
+            taken += len(keys)
+    assert taken > 0
+
+
+def test_timestamp_columns_are_not_taken_towards_mysql() -> None:
+    # a TIMESTAMP decodes to an aware datetime, which the writer turns into UTC text itself
+    assert RowDecoder(table("t_zero")).raw_kinds(MYSQL_VALUES) is None
+    assert RowDecoder(table("t_zero")).raw_kinds(COPY_TEXT) is not None
+
+
+def test_sql_text_that_needs_escapes() -> None:
+    values = ["it's", 'say "hi"', "back\\slash", "nul\0byte", "new\nline", "cr\rx", "ctrl-z\x1a", "é 😀", "",
+              None, "\\N"]
+    body = _event("write", *[_image(i, v) for i, v in enumerate(values)])
+    decoder = RowDecoder(_table())
+    kinds = decoder.raw_kinds(MYSQL_VALUES)
+    assert kinds == "is"
+    keys, rows = decoder.read_raw("write", body, 0, len(body), 2, (0,), kinds, MYSQL_VALUES)
+    assert keys == list(range(len(values)))
+    assert [r[0] for r in rows] == writer_rows(kinds, ("id", "v"), [{"id": i, "v": v} for i, v in enumerate(values)])
+    assert rows[0] == ["(0,'it\\'s')"] and rows[9] == ["(9,NULL)"]
 
 
 # --------------------------------------------------------------------------- synthetic events
@@ -150,9 +211,9 @@ def _event(kind: str, *images: bytes) -> bytes:
 
 def _raw(kind: str, body: bytes) -> tuple[list[Any], list[list[str]]]:
     decoder = RowDecoder(_table())
-    texts = decoder.raw_texts()
-    assert texts == frozenset({1})
-    return decoder.read_raw(kind, body, 0, len(body), 2, (0,), texts)
+    kinds = decoder.raw_kinds(COPY_TEXT)
+    assert kinds == "is"
+    return decoder.read_raw(kind, body, 0, len(body), 2, (0,), kinds, COPY_TEXT)
 
 
 def test_text_that_needs_copy_escapes() -> None:
@@ -227,13 +288,14 @@ def test_not_eligible(src_type: str, dst_type: str) -> None:
 
 MY_TABLE = (
     "CREATE TABLE p (id INT PRIMARY KEY, name VARCHAR(50), note TEXT, amount DECIMAL(12,2),"
-    " at DATETIME(6), ts TIMESTAMP(6) NULL, d DATE, big BIGINT UNSIGNED)"
+    " at DATETIME(6), {ts}d DATE, big BIGINT UNSIGNED)"
 )
 PG_TABLE = (
     "CREATE TABLE p (id integer PRIMARY KEY, name varchar(50), note text, amount numeric(12,2),"
     " at timestamp(6), ts timestamptz(6), d date, big numeric(20,0))"
 )
-SPECIALS = ["tab\there", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "emoji 😀 é", "", None]
+SPECIALS = ["tab\there", "line\nbreak", "cr\rhere", "back\\slash", "\\N", "emoji 😀 é", "it's \"q\"", None,
+            "nul\0byte\x1a"]
 
 
 def _rows_equal(src: list[tuple[Any, ...]], dst: list[tuple[Any, ...]]) -> None:
@@ -242,22 +304,25 @@ def _rows_equal(src: list[tuple[Any, ...]], dst: list[tuple[Any, ...]]) -> None:
     assert norm == src
 
 
-def test_a_flow_streams_simple_tables_as_copy_text_and_matches_row_for_row(
-    mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("target", ["postgres", "mariadb"])
+def test_a_flow_streams_simple_tables_as_text_and_matches_row_for_row(
+    target: str, mariadb: Any, pg_target: Any, fresh_db_name: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """MariaDB -> PostgreSQL (COPY lines; with a TIMESTAMP column) and MariaDB -> MariaDB (SQL
+    rows; TIMESTAMP is not taken there, so the table has none): inserts one event per row,
+    updates, NULLs, text needing escapes, a key change (the normal path, in order with the
+    rest), deletes and a reused key; the target equals the source row for row."""
     from dbhelpers import my_fetch, my_script, pg_fetch, pg_script, run_once, write_config
     from replicator.mysql import source as mysql_source
+    from replicator.pg.passthrough import RawBatch
 
-    groups: list[tuple[str, int]] = []
+    groups: list[tuple[str, int]] = []  # what each rows event became
     original = mysql_source._TableState.raw_rows
 
     def spy(self: Any, *args: Any) -> Any:
         out = original(self, *args)
         groups.append(("raw", len(out.keys)) if out is not None else ("normal", 0))
         return out
-
-    monkeypatch.setattr(mysql_source._TableState, "raw_rows", spy)
-    from replicator.pg.passthrough import RawBatch
 
     taken: list[int] = []  # the groups the pipeline nets
     add = RawBatch.add
@@ -266,44 +331,58 @@ def test_a_flow_streams_simple_tables_as_copy_text_and_matches_row_for_row(
         taken.append(len(item.keys))
         add(self, item, mapping)
 
+    monkeypatch.setattr(mysql_source._TableState, "raw_rows", spy)
     monkeypatch.setattr(RawBatch, "add", spy_add)
     db = fresh_db_name
+    pg = target == "postgres"
     mariadb.create_database(db)
-    pg_target.create_database(db)
-    my_script(mariadb, db, MY_TABLE)
-    pg_script(pg_target, db, PG_TABLE)
-    cfg = write_config(tmp_path / "replicator.yaml", "pt" + db[-8:], mariadb.url(db), pg_target.url(db),
-                       "      - source: p\n", batch="{max_rows: 700, max_delay_ms: 100}")
+    my_script(mariadb, db, MY_TABLE.format(ts="ts TIMESTAMP(6) NULL, " if pg else ""))
+    if pg:
+        pg_target.create_database(db)
+        pg_script(pg_target, db, PG_TABLE)
+        dst_url = pg_target.url(db)
+    else:
+        mariadb.create_database(db + "_d")
+        my_script(mariadb, db + "_d", MY_TABLE.format(ts=""))
+        dst_url = mariadb.url(db + "_d")
+    cfg = write_config(tmp_path / "replicator.yaml", "pt" + db[-8:], mariadb.url(db), dst_url,
+                       "      - source: p\n" + ("" if pg else f"        target: {db}_d.p\n"),
+                       batch="{max_rows: 700, max_delay_ms: 100}")
     run_once(cfg)
 
-    inserts = [
-        f"INSERT INTO p VALUES ({i}, CONCAT('n', {i}), %s, {i}.25, '2024-02-29 23:59:59.{i % 1000000:06d}',"
-        f" FROM_UNIXTIME({1700000000 + i}), '2024-01-{1 + i % 28:02d}', {18446744073709551615 - i})"
-        for i in range(1, 1201)
-    ]
+    ts_value = ", FROM_UNIXTIME({})" if pg else "{}"
     conn = mariadb.connect(db, charset="utf8mb4", init_command="SET time_zone = '+00:00'")
     try:
         with conn.cursor() as cur:
             cur.execute("BEGIN")
-            for i, stmt in enumerate(inserts, start=1):
-                cur.execute(stmt, (SPECIALS[i % 8],))  # one event per row: grouped by the reader
+            for i in range(1, 1201):  # one event per row: grouped by the reader
+                text = SPECIALS[i % len(SPECIALS)]
+                if pg and text is not None:
+                    text = text.replace("\0", "")  # PostgreSQL text cannot hold NUL
+                cur.execute(
+                    f"INSERT INTO p VALUES ({i}, CONCAT('n', {i}), %s, {i}.25,"
+                    f" '2024-02-29 23:59:59.{i:06d}'{ts_value.format(1700000000 + i) if pg else ''},"
+                    f" '2024-01-{1 + i % 28:02d}', {18446744073709551615 - i})",
+                    (text,),
+                )
             cur.execute("COMMIT")
             cur.execute("BEGIN")
             cur.execute("UPDATE p SET amount = amount + 1, note = CONCAT(COALESCE(note, ''), '\\t+') WHERE id <= 600")
             cur.execute("UPDATE p SET id = id + 10000 WHERE id IN (5, 6, 7)")  # key change: normal path
-            cur.execute("UPDATE p SET name = NULL, ts = NULL, d = NULL WHERE id BETWEEN 8 AND 40")
+            cur.execute("UPDATE p SET name = NULL, d = NULL WHERE id BETWEEN 8 AND 40")
             cur.execute("DELETE FROM p WHERE id BETWEEN 41 AND 90")
             cur.execute("INSERT INTO p (id, name) VALUES (7, 'reused key'), (2000, 'tail')")
             cur.execute("COMMIT")
     finally:
         conn.close()
     run_once(cfg)
-    query = "SELECT id, name, note, amount, at, ts, d, big FROM p ORDER BY id"
+    query = f"SELECT id, name, note, amount, at, {'ts, ' if pg else ''}d, big FROM p ORDER BY id"
     src = my_fetch(mariadb, db, query)
     assert len(src) == 1200 - 50 + 2 and src[-1][0] == 10007
-    _rows_equal(src, pg_fetch(pg_target, db, query))
+    dst = pg_fetch(pg_target, db, query) if pg else my_fetch(mariadb, db + "_d", query)
+    _rows_equal(src, dst)
     raw = [n for kind, n in groups if kind == "raw"]
-    # every rows event but the key change's was read as COPY text...
+    # every rows event but the key change's was read as text...
     assert sum(raw) == 1200 + 600 + (40 - 8 + 1) + 50 + 2 and groups.count(("normal", 0)) == 1, groups
     # ...and the 1,200 single-row INSERT events reached the pipeline in groups of up to 1,000
     assert sum(taken) == sum(raw) and max(taken) == 1000, taken

@@ -1,4 +1,4 @@
-"""MySQL/MariaDB -> PostgreSQL passthrough: rows events read straight into COPY text lines.
+"""MySQL/MariaDB -> PostgreSQL or MySQL/MariaDB passthrough: rows events read straight into text.
 
 Why: in a plain MySQL -> PostgreSQL flow most of the per-row CPU time after decoding went to
 carrying each row as a dict in a change record through the pipeline's per-change loop, the
@@ -8,13 +8,17 @@ itself, in the generated loop that decodes it (:meth:`~replicator.mysql.rows.Row
 the source then emits :class:`~replicator.pg.passthrough.RawRows` groups as the PostgreSQL
 passthrough does, and the pipeline, :class:`~replicator.pg.passthrough.RawBatch` and the
 PostgreSQL sink's ``apply_raw`` handle them per group. A row is one ``[line]``: the sink joins
-fields with tabs, and a one-field row is the line itself.
+fields with tabs, and a one-field row is the line itself. Towards MySQL/MariaDB the row is its
+``(v1,v2,…)`` text for a multi-row ``INSERT … ON DUPLICATE KEY UPDATE``
+(:data:`~replicator.mysql.rows.MYSQL_VALUES`), which the MySQL sink's ``apply_raw`` joins into
+statements: the texts the writer renders for the same values.
 
 Exactness: the line is what psycopg writes for the decoded values (``str`` of ints, Decimals,
 dates and datetimes; text escaped for COPY; ``\\N`` for NULL), checked against psycopg for
 every captured event in ``tests/test_mysql_passthrough.py``. A table takes this path only when
 every column's target has exactly the type the replicator would create for it
-(:func:`~replicator.typemap.mysql_to_pg`), so every source value fits; events with anything
+(:func:`~replicator.typemap.mysql_to_pg`; towards MySQL: the very same type), so every source
+value fits; events with anything
 else -- a key change, a NUL in text, a zero date, a row image without every column, a table
 map whose columns differ from the bound ones -- are read as change records as before, and
 report their errors the same way.
@@ -28,7 +32,7 @@ from ..config import TableConfig
 from ..mapping import TableInfo, TableMapping
 from ..typemap import UnsupportedType, mysql_to_pg
 
-# Source base types whose values the row decoder writes as COPY text (see RowDecoder.raw_texts)
+# Source base types whose values the row decoder writes as COPY text (see RowDecoder.raw_kinds)
 _BASES = frozenset({
     "tinyint", "smallint", "mediumint", "int", "integer", "bigint",
     "decimal", "numeric", "dec", "fixed", "date", "datetime", "timestamp",
@@ -76,3 +80,21 @@ def pg_passthrough_key(
             return None
         key.append(src)
     return tuple(key) if key else None
+
+
+def mysql_passthrough_key(
+    table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo
+) -> tuple[str, ...] | None:
+    """As :func:`pg_passthrough_key`, towards MySQL/MariaDB: every column lands in a target
+    column of the very same declared type (the row decoder refuses the types it cannot write
+    as SQL literals)."""
+    if not table.plain:
+        return None
+    target_types = {c.name: c.type for c in target.columns}
+    if any(target_types.get(mapping.target_name(c.name)) != c.type for c in source.columns):
+        return None
+    by_target = {mapping.target_name(c.name): c.name for c in source.columns}
+    key = [by_target.get(name) for name in mapping.target_key]
+    if not key or None in key:
+        return None
+    return tuple(k for k in key if k is not None)

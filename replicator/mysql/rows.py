@@ -98,9 +98,12 @@ import re
 import struct
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta, timezone
+from dataclasses import dataclass
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
 from functools import partial
 from typing import Any, Final, Literal
+
+from pymysql.converters import escape_string
 
 from replicator.errors import CheckFailed, DataError
 
@@ -928,17 +931,19 @@ def _event_reader(
     return reader
 
 
-# Binlog types whose decoded value's ``str`` is its PostgreSQL COPY text as psycopg would send
-# it (int, Decimal, date, naive or UTC datetime); text columns (kind _K_TEXT) are escaped.
-_RAW_TYPES: Final = frozenset({T_TINY, T_SHORT, T_LONG, T_LONGLONG, T_INT24, T_NEWDECIMAL, T_DATE, T_NEWDATE,
-                               T_DATETIME2, T_TIMESTAMP2})
-_COPY_SPECIAL: Final = re.compile("[\\\\\t\n\r\x00]").search
+# --------------------------------------------------------------------------- rows as text
+
+# The value kinds of the passthrough readers, per binlog type (text columns, kind _K_TEXT, are
+# "s"): i integer, n DECIMAL, d DATE or DATETIME (naive), z TIMESTAMP (aware, UTC).
+_RAW_KINDS: Final = {T_TINY: "i", T_SHORT: "i", T_LONG: "i", T_LONGLONG: "i", T_INT24: "i", T_NEWDECIMAL: "n",
+                     T_DATE: "d", T_NEWDATE: "d", T_DATETIME2: "d", T_TIMESTAMP2: "z"}
 RawReader = Callable[[bytes, int, int], tuple[list[Any], list[list[str]]]]
 
 
 class NotRaw(Exception):
-    """A rows event that the COPY-text reader does not take (a key changed, text holds a NUL,
-    a value does not decode): read it as change records instead, which reports any error."""
+    """A rows event that the text reader does not take (a key changed, text holds a NUL for
+    PostgreSQL, a value does not decode): read it as change records instead, which reports
+    any error."""
 
 
 def copy_text(value: str) -> str:
@@ -948,21 +953,52 @@ def copy_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
+@dataclass(frozen=True)
+class RawFormat:
+    """How the passthrough reader writes a row as one text: per value kind (see _RAW_KINDS)
+    the expression of a non-NULL value ``V`` (names from ``ns``, which start with ``_`` to keep
+    clear of the generated code's locals), NULL's text, the separator and what goes around
+    the row."""
+
+    name: str
+    exprs: dict[str, str]
+    null: str
+    sep: str
+    wrap: tuple[str, str]
+    ns: dict[str, Any]
+
+
+COPY_TEXT: Final = RawFormat(
+    # what psycopg writes for these Python values in COPY's text format (its dumpers use str())
+    "copy", {"i": "V", "n": "V", "d": "V", "z": "V", "s": "(_esc(V) if _special(V) else V)"},
+    "\\N", "\t", ("", ""),
+    {"_esc": copy_text, "_special": re.compile("[\\\\\t\n\r\x00]").search},
+)
+MYSQL_VALUES: Final = RawFormat(
+    # what replicator.mysql.writer renders for a multi-row INSERT (backslash escapes on):
+    # fixed-point decimals, quoted dates, strings escaped as pymysql's escape_string does
+    "mysql", {"i": "V", "n": "_fixed(V)", "d": "_quote(V)", "s": "_quote(_esc(V) if _special(V) else V)"},
+    "NULL", ",", ("(", ")"),
+    {"_esc": escape_string, "_special": re.compile("[\\\\\x00\n\r\x1a'\"]").search,
+     "_fixed": "{:f}".format, "_quote": "'{}'".format},
+)
+
+
 def _raw_event_reader(
     kind: str, cols1: Sequence[Present], nb1: int, cols2: Sequence[Present], nb2: int, key_idx: Sequence[int],
-    texts: frozenset[int],
+    kinds: str, fmt: RawFormat,
 ) -> RawReader:
-    """A function reading all rows of one rows event as ``(keys, rows)`` for the passthrough to
-    PostgreSQL (:mod:`replicator.mysql.passthrough`): ``keys[i]`` is row i's key (the values
-    of the columns ``key_idx``, a tuple for several), ``rows[i]`` a one-element list holding
-    the row's whole COPY text line (fields joined by tabs, ``\\N`` for NULL), none for deletes.
+    """A function reading all rows of one rows event as ``(keys, rows)`` for a passthrough
+    (:mod:`replicator.mysql.passthrough`): ``keys[i]`` is row i's key (the values of the
+    columns ``key_idx``, a tuple for several), ``rows[i]`` a one-element list holding the row's
+    whole text in format ``fmt`` (a COPY line, or a ``(…)`` of SQL literals); none for deletes.
 
     Generated like :func:`_event_reader`, with the same value decoding; each row becomes one
     f-string instead of a dict and a change record. An update whose key bytes differ between
     the images, or anything unusual, raises :class:`NotRaw`.
     """
     code = _Code()
-    code.ns.update(N="\\N", special=_COPY_SPECIAL, esc=copy_text, NotRaw=NotRaw)
+    code.ns.update(fmt.ns, NULL=fmt.null, NotRaw=NotRaw)
     code.lines += ["def read_raw(buf, pos, end):", "    keys = []", "    rows = []", "    while pos < end:"]
     ind = "        "
     if kind == "delete":
@@ -975,7 +1011,7 @@ def _raw_event_reader(
         if kind == "update":
             code.walk_image(cols1, nb1, ind)
             code.image(cols2, nb2, "row", ind, spans="tu")
-            code.lines.pop()  # the dict display: the row becomes its COPY line instead
+            code.lines.pop()  # the dict display: the row becomes its text instead
             for k in key_idx:
                 code.lines += [f"{ind}if s{k} < 0 or t{k} < 0 or buf[s{k}:e{k}] != buf[t{k}:u{k}]:",
                                f"{ind}    raise NotRaw"]
@@ -983,15 +1019,15 @@ def _raw_event_reader(
             code.image(cols1, nb1, "row", ind)
             code.lines.pop()
         fields = [
-            f"{{(N if v{i} is None else (esc(v{i}) if special(v{i}) else v{i}))}}" if i in texts
-            else f"{{(N if v{i} is None else v{i})}}"
-            for i in range(len(cols2 if kind == "update" else cols1))
+            "{(NULL if v%d is None else %s)}" % (i, fmt.exprs[kinds[i]].replace("V", f"v{i}"))
+            for i in range(len(kinds))
         ]
-        code.lines.append(f'{ind}rows.append([f"' + "\\t".join(fields) + '"])')
+        text = fmt.wrap[0] + fmt.sep.join(fields).replace("\t", "\\t") + fmt.wrap[1]
+        code.lines.append(f'{ind}rows.append([f"{text}"])')
     key = f"v{key_idx[0]}" if len(key_idx) == 1 else "(" + "".join(f"v{k}, " for k in key_idx) + ")"
     code.lines.append(f"{ind}keys.append({key})")
     code.lines += ["    if pos != end:", f"        raise {code.bind(_Misfit)}(pos)", "    return keys, rows"]
-    exec(compile("\n".join(code.lines), f"<binlog {kind} raw reader>", "exec"), code.ns)
+    exec(compile("\n".join(code.lines), f"<binlog {kind} {fmt.name} reader>", "exec"), code.ns)
     reader: RawReader = code.ns["read_raw"]
     return reader
 
@@ -1068,7 +1104,7 @@ class RowDecoder:
         self._columns = columns
         # every column present: the columns-present bitmap of a FULL row image
         self._all_present = ((1 << len(columns)) - 1).to_bytes((len(columns) + 7) >> 3, "little")
-        self._raw_readers: dict[tuple[str, bytes], RawReader] = {}
+        self._raw_readers: dict[tuple[str, bytes, str], RawReader] = {}
         # columns-present bitmap -> (present columns with their null bit, null-bitmap bytes,
         # the row reader for them)
         self._present: dict[bytes, tuple[tuple[Present, ...], int, RowReader]] = {}
@@ -1142,37 +1178,35 @@ class RowDecoder:
             raise  # the rows decode: the record function failed
         return out
 
-    def raw_texts(self) -> frozenset[int] | None:
-        """For the passthrough to PostgreSQL: the positions of the text columns if every
-        column's value can be written as COPY text by :meth:`read_raw`, else None."""
-        texts = set()
-        for i, (col, (kind, _name, _a, _b)) in enumerate(zip(self._columns, self._compiled)):
-            if kind == _K_TEXT:
-                texts.add(i)
-            elif col.type not in _RAW_TYPES:
-                return None
-        return frozenset(texts)
+    def raw_kinds(self, fmt: RawFormat) -> str | None:
+        """For a passthrough: every column's value kind (see ``_RAW_KINDS``) if :meth:`read_raw`
+        can write each column's values in format ``fmt``, else None."""
+        kinds = "".join(
+            "s" if kind == _K_TEXT else _RAW_KINDS.get(col.type, "?")
+            for col, (kind, _name, _a, _b) in zip(self._columns, self._compiled)
+        )
+        return kinds if all(k in fmt.exprs for k in kinds) else None
 
     def read_raw(
         self, kind: str, buf: bytes, start: int, end: int, number_of_columns: int, key_idx: tuple[int, ...],
-        texts: frozenset[int],
+        kinds: str, fmt: RawFormat,
     ) -> tuple[list[Any], list[list[str]]]:
-        """The rows of one rows event (as for :meth:`read_event`) as ``(keys, rows)`` of COPY
-        text (see :func:`_raw_event_reader`), for a decoder whose :meth:`raw_texts` is
-        ``texts``. Raises :class:`NotRaw` for an event to read with :meth:`read_event`
+        """The rows of one rows event (as for :meth:`read_event`) as ``(keys, rows)`` of text in
+        format ``fmt`` (see :func:`_raw_event_reader`), for a decoder whose :meth:`raw_kinds`
+        is ``kinds``. Raises :class:`NotRaw` for an event to read with :meth:`read_event`
         instead: not every column present, a key changed, or anything that does not decode."""
         n = len(self._compiled)
         if number_of_columns != n:
             raise NotRaw
         bm = (n + 7) >> 3
         bitmaps = buf[start : start + (2 * bm if kind == "update" else bm)]
-        reader = self._raw_readers.get((kind, bitmaps))
+        reader = self._raw_readers.get((kind, bitmaps, fmt.name))
         if reader is None:
             if bitmaps != self._all_present * (len(bitmaps) // bm):
                 raise NotRaw
             cols, nbytes, _ = self._columns_for(bitmaps[:bm])
-            reader = _raw_event_reader(kind, cols, nbytes, cols, nbytes, key_idx, texts)
-            self._raw_readers[(kind, bitmaps)] = reader
+            reader = _raw_event_reader(kind, cols, nbytes, cols, nbytes, key_idx, kinds, fmt)
+            self._raw_readers[(kind, bitmaps, fmt.name)] = reader
         try:
             return reader(buf, start + len(bitmaps), end)
         except Exception:  # noqa: BLE001 - read again as change records, which reports it

@@ -63,7 +63,7 @@ from ..records import DELETE, INSERT, TRUNCATE, UPDATE, JsonText, Begin, Change,
 from ..urls import parse
 from .catalog import describe_table
 from .positions import FilePos, MariaGtid
-from .rows import NotRaw, RowDecoder, rows_body
+from .rows import COPY_TEXT, MYSQL_VALUES, NotRaw, RawFormat, RowDecoder, rows_body
 from .writer import connect, pymysql_connect
 
 # The library silently reconnects on these codes from its ORIGINAL start position, replaying
@@ -115,16 +115,20 @@ class MySQLSource:
         self._tables: dict[TableId, TableInfo] = {}
         self._reader: BinLogStreamReader | None = None
         self._interrupted = False
-        # tables whose rows go to PostgreSQL as COPY text (see replicator.mysql.passthrough):
-        # source column names at binding -> the target key's source columns
+        # tables whose rows go to the target as text (see replicator.mysql.passthrough):
+        # source column names at binding -> the target key's source columns; and the format
         self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._raw_format: RawFormat = COPY_TEXT
 
-    def set_passthrough(self, tables: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
-        """Stream these tables' simple changes as :class:`RawRows` of COPY text lines (see
-        :mod:`replicator.mysql.passthrough`): per table its column names when it was bound
+    def set_passthrough(self, tables: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]],
+                        text_format: str = "copy") -> None:
+        """Stream these tables' simple changes as :class:`RawRows` whose rows are texts in the
+        target's ``text_format`` (``copy``: PostgreSQL COPY lines; ``mysql``: SQL ``(…)`` rows;
+        see :mod:`replicator.mysql.passthrough`): per table its column names when it was bound
         (a table map with other columns is read as change records) and the target key's
         source columns."""
         self._passthrough = dict(tables)
+        self._raw_format = {"copy": COPY_TEXT, "mysql": MYSQL_VALUES}[text_format]
 
     @property
     def conn(self) -> Any:
@@ -371,7 +375,7 @@ class MySQLSource:
                         decoder = RowDecoder(table_obj, key_columns=info.primary_key, zero_date=self.zero_dates)
                         json_cols = tuple(c.name for c in info.columns if c.type == "json")
                         state = _TableState(table_obj, decoder, tid, info.primary_key, json_cols, _checked_layout(ev))
-                        state.pass_through(self._passthrough.get(tid))
+                        state.pass_through(self._passthrough.get(tid), self._raw_format)
                     decoders[ev.table_id] = state
                 if state.decoder is None:
                     continue
@@ -484,27 +488,27 @@ class _TableState:
         # read(kind, buf, start, end, ncols, record): the change records of one rows event,
         # its body being buf[start:end] -- the decoder itself unless JSON text is to be marked
         self.read: Any = self._json_changes if json_columns or decoder is None else decoder.read_event
-        # passthrough (see pass_through): (column names, key positions, text columns)
-        self.raw: tuple[tuple[str, ...], tuple[int, ...], frozenset[int]] | None = None
+        # passthrough (see pass_through): (column names, key positions, value kinds, format)
+        self.raw: tuple[tuple[str, ...], tuple[int, ...], str, RawFormat] | None = None
 
-    def pass_through(self, spec: tuple[tuple[str, ...], tuple[str, ...]] | None) -> None:
-        """Read rows as COPY text (:meth:`raw_rows`) if the table is in passthrough with these
-        very columns and the decoder takes all of them."""
+    def pass_through(self, spec: tuple[tuple[str, ...], tuple[str, ...]] | None, fmt: RawFormat) -> None:
+        """Read rows as text in format ``fmt`` (:meth:`raw_rows`) if the table is in
+        passthrough with these very columns and the decoder can write all of them so."""
         decoder = self.decoder
         if spec is None or decoder is None or self.json_columns or decoder.column_names != spec[0]:
             return
-        texts = decoder.raw_texts()
-        if texts is not None:
+        kinds = decoder.raw_kinds(fmt)
+        if kinds is not None:
             names = decoder.column_names
-            self.raw = (names, tuple(names.index(k) for k in spec[1]), texts)
+            self.raw = (names, tuple(names.index(k) for k in spec[1]), kinds, fmt)
 
     def raw_rows(self, rkind: str, buf: bytes, start: int, end: int, ncols: int) -> RawRows | None:
-        """The rows of one rows event as one :class:`RawRows`, or None: read it with
+        """The rows of one rows event as one :class:`RawRows` of texts, or None: read it with
         :meth:`changes` instead (see RowDecoder.read_raw)."""
         assert self.raw is not None and self.decoder is not None
-        names, key_idx, texts = self.raw
+        names, key_idx, kinds, fmt = self.raw
         try:
-            keys, rows = self.decoder.read_raw(rkind, buf, start, end, ncols, key_idx, texts)
+            keys, rows = self.decoder.read_raw(rkind, buf, start, end, ncols, key_idx, kinds, fmt)
         except NotRaw:
             return None
         return RawRows(self.table, names, _RAW_OPS[rkind], keys, rows)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ import math
 import re
 import struct
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from itertools import repeat
@@ -42,6 +42,7 @@ import pymysql
 from pymysql.constants import COMMAND, SERVER_STATUS
 
 from ..batch import TableOps, group_by_columns
+from ..pg.passthrough import RawTableOps
 from ..history import History
 from ..errors import DataError, SchemaError, TransientError
 from ..mapping import ColumnInfo, TableInfo
@@ -377,6 +378,19 @@ class _Ahead:
             pass
 
 
+def _statements(head: str, tail: str, texts: list[str], limit: int) -> Iterator[str]:
+    """``head`` + texts joined by commas + ``tail``, as few statements as keep the joined texts
+    of each within ``limit`` characters (a text longer than that alone)."""
+    start = total = 0
+    for j, n in enumerate(map(len, texts)):
+        total += n + 1
+        if total > limit and j > start:
+            yield head + ",".join(texts[start:j]) + tail
+            start, total = j, n + 1
+    if start < len(texts):
+        yield head + ",".join(texts[start:]) + tail
+
+
 def _groups(rows: list[Row]) -> list[tuple[tuple[str, ...], list[Row]]]:
     """Rows grouped by column set, as :func:`~replicator.batch.group_by_columns` does, with
     a shortcut for the usual case, every row with the first row's columns (checked in C:
@@ -607,13 +621,8 @@ class MySQLSink:
                 if size <= limit:
                     ahead.send(head + ",".join(texts) + tail)
                 else:
-                    start = total = 0
-                    for j, n in enumerate(map(len, texts)):
-                        total += n + 1
-                        if total > limit and j > start:
-                            ahead.send(head + ",".join(texts[start:j]) + tail)
-                            start, total = j, n + 1
-                    ahead.send(head + ",".join(texts[start:]) + tail)
+                    for stmt in _statements(head, tail, texts, limit):
+                        ahead.send(stmt)
                 # rows per statement from here on: ~90% of the limit at this average length
                 step = max(1, int(0.9 * limit * len(texts) / size))
         except BaseException:
@@ -637,6 +646,42 @@ class MySQLSink:
                 cond = f"({', '.join(map(quote, key))}) IN ({', '.join([one] * len(chunk))})"
                 params = [f(v) for k in chunk for f, v in zip(conv, k)]
             cur.execute(f"DELETE FROM {qtable(table)} WHERE {cond}", params)
+
+    # -- passthrough: rows as SQL texts (see replicator.mysql.passthrough) -------------------
+    @property
+    def raw_format(self) -> str | None:
+        """The text passthrough rows must have for :meth:`apply_raw`: ``mysql`` (rows as
+        ``(…)`` texts of SQL literals with backslash escapes); None while the session has
+        NO_BACKSLASH_ESCAPES (the texts would need other escapes)."""
+        conn: Any = self.conn
+        return None if conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES else "mysql"
+
+    def apply_raw(self, ops: list[RawTableOps]) -> None:
+        """Write netted passthrough rows inside the open transaction: per table its deletes,
+        then its rows as multi-row upserts (the same statements :meth:`apply` sends)."""
+        with self._guard(), self.conn.cursor() as cur:
+            for o in ops:
+                mapping = o.mapping
+                table, key = mapping.target, mapping.target_key
+                if o.deletes:
+                    keys = [k if isinstance(k, tuple) else (k,) for k in o.deletes]
+                    self._delete(cur, table, key, keys)  # type: ignore[arg-type]
+                rows = o.upserts + o.inserts
+                if rows:
+                    head, tail = self.upsert_parts(table, [mapping.target_name(n) for n in o.names], key)
+                    self._send_texts(cur, head, tail, [row[0] for row in rows])  # type: ignore[misc]
+
+    def _send_texts(self, cur: Any, head: str, tail: str, texts: list[str]) -> None:
+        """``head`` + texts joined by commas + ``tail`` in statements of at most
+        _STATEMENT_CHARS characters, each sent while the previous one runs (:class:`_Ahead`)."""
+        ahead = _Ahead(self.conn, cur)
+        try:
+            for stmt in _statements(head, tail, texts, _STATEMENT_CHARS - len(head) - len(tail)):
+                ahead.send(stmt)
+        except BaseException:
+            ahead.abandon()
+            raise
+        ahead.wait()
 
     # -- following source DDL ------------------------------------------------------------------
     def _definition(self, name: str, column: AddedColumn, source_engine: str) -> str:

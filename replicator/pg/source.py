@@ -64,10 +64,12 @@ class PostgresSource:
         self._interrupted = threading.Event()
         self._passthrough: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
-    def set_passthrough(self, tables: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+    def set_passthrough(self, tables: dict[TableId, tuple[tuple[str, ...], tuple[str, ...]]],
+                        text_format: str = "copy") -> None:
         """Stream these tables' simple changes as raw text (see :mod:`replicator.pg.passthrough`):
-        table -> (source column names, source columns of the target key)."""
-        self._passthrough = dict(tables)
+        table -> (source column names, source columns of the target key). pgoutput's text
+        suits COPY only (``text_format`` ``copy``)."""
+        self._passthrough = dict(tables) if text_format == "copy" else {}
 
     @property
     def conn(self) -> psycopg.Connection[tuple[object, ...]]:

@@ -107,6 +107,8 @@ def _keep_exact_values(conn: psycopg.Connection[Any]) -> None:
 class PostgresSink:
     """Writes netted batches to one PostgreSQL database."""
 
+    raw_format = "copy"  # passthrough rows (apply_raw) are COPY text
+
     def __init__(self, url: str, state_schema: str = "_replicator") -> None:
         self.url = url
         self.state_schema = state_schema
