@@ -422,7 +422,7 @@ class Bench:
         conn = self.my_target.connect(DB, autocommit=False)
         try:
             texts = [
-                "(" + ",".join("NULL" if v is None else conn.literal(v) for v in r) + ")" for r in rows
+                "(" + ",".join("NULL" if v is None else conn.escape(v) for v in r) + ")" for r in rows
             ]
             head = "INSERT INTO t (id, name, email, amount, created_at, payload) VALUES "
             tail = (" ON DUPLICATE KEY UPDATE name = VALUES(name), email = VALUES(email), amount = VALUES(amount),"

@@ -39,8 +39,11 @@ library ``RowsEvent`` -- and returns ``(before, after)`` per row: ``(None, row)`
 write, ``(row, None)`` for a delete, ``(before, after)`` for an update.
 :meth:`RowDecoder.read_event` does the same on a body lying inside a larger buffer (the binlog
 packet, not copied) and can build the caller's record per row instead of the pair, in the
-same generated loop (the source builds its change records so). Pure functions of bytes: no
-I/O, no server round trip.
+same generated loop (the source builds its change records so). :meth:`RowDecoder.read_raw`
+writes each row straight as one text in a target's format (:data:`COPY_TEXT`,
+:data:`MYSQL_VALUES`; see :mod:`replicator.mysql.passthrough`) with the same value decoding,
+for the tables whose columns all have a kind the format takes (:meth:`RowDecoder.raw_kinds`).
+Pure functions of bytes: no I/O, no server round trip.
 
 Value mapping (SQL NULL is ``None`` everywhere; a column absent from the row image, i.e.
 ``binlog_row_image`` other than FULL, is *omitted* from the dict, never ``None``):

@@ -26,6 +26,12 @@ took ~20% off reading (and decoding) a single-row-INSERT workload and ~10% off a
 (:func:`~replicator.mysql.writer.pymysql_connect`), and ``sqlglot`` is loaded only when a
 statement may be DDL: both are start-up time of every run.
 
+Passthrough (:mod:`replicator.mysql.passthrough`): for a table the flow marked with
+:meth:`MySQLSource.set_passthrough`, a rows event is read straight into the target's text (COPY
+lines or SQL rows) and the rows of consecutive events of one table and kind are emitted as one
+:class:`~replicator.pg.passthrough.RawRows` group (``pending``: emitted before anything else,
+so order is kept); an event the text reader does not take is read as change records.
+
 Transactions: MariaDB writes ``GTID … rows … XID`` (no BEGIN), DDL as ``GTID`` + a query, and
 non-transactional tables as ``GTID … rows … COMMIT``. Begin is emitted lazily at the first row
 of a synced table, so transactions touching nothing of ours become Heartbeats that still
@@ -340,11 +346,11 @@ class MySQLSource:
                                                 pending.fields += group.fields
                                             else:
                                                 if pending is not None:
-                                                    yield pending  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                                                    yield pending  # type: ignore[misc]  # a RawRows item
                                                 pending = group
                                             continue
                                     if pending is not None:
-                                        yield pending  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                                        yield pending  # type: ignore[misc]  # a RawRows item
                                         pending = None
                                     changes = state.read(rkind, pkt, at, e - state.checksum, ncols, state.records[rkind])
                                     if len(changes) == 1:
@@ -353,7 +359,7 @@ class MySQLSource:
                                         yield from changes
                                     continue
                 if pending is not None:  # before anything else: the group goes first
-                    yield pending  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                    yield pending  # type: ignore[misc]  # a RawRows item
                     pending = None
                 feed.pending = pkt[s:e] if s or e != len(pkt) else pkt
                 feed.pos, feed.seq = pos, seq
@@ -385,7 +391,7 @@ class MySQLSource:
                 body, ncols = rows_body(ev)
                 group = state.raw_rows(_KINDS[kind], body, 0, len(body), ncols) if state.raw is not None else None
                 if group is not None:
-                    yield group  # type: ignore[misc]  # (a RawRows item, as the PostgreSQL decoder emits)
+                    yield group  # type: ignore[misc]  # a RawRows item
                 else:
                     yield from state.changes(_KINDS[kind], body, 0, len(body), ncols)
                 continue
