@@ -30,6 +30,7 @@ import re
 
 from ..config import TableConfig
 from ..mapping import TableInfo, TableMapping
+from ..pg.passthrough import passthrough_key
 from ..typemap import UnsupportedType, mysql_to_pg
 
 # Source base types whose values the row decoder writes as COPY text (see RowDecoder.raw_kinds)
@@ -52,34 +53,27 @@ def _pg_type(type_name: str) -> str:
     return t.replace(", ", ",")
 
 
+def _fits_pg(source_type: str, target_type: str) -> bool:
+    """A simple source type whose target column has the type the typemap would create."""
+    m = _BASE.match(source_type)
+    if m is None or " ".join(m.group(1).lower().split()) not in _BASES:
+        return False
+    try:
+        return _pg_type(target_type) == _pg_type(mysql_to_pg(source_type))
+    except UnsupportedType:
+        return False
+
+
+def _any_key(_type: str) -> bool:
+    return True  # the reader's keys are values (ints, strings, dates), which net exactly
+
+
 def pg_passthrough_key(
     table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo
 ) -> tuple[str, ...] | None:
     """The source column names of the target key, in target-key order, if the table's rows
     can travel as COPY text to PostgreSQL; None if they cannot (a mapping, another type)."""
-    if not table.plain:
-        return None
-    target_types = {c.name: c.type for c in target.columns}
-    by_target: dict[str, str] = {}
-    for col in source.columns:
-        m = _BASE.match(col.type)
-        if m is None or " ".join(m.group(1).lower().split()) not in _BASES:
-            return None
-        name = mapping.target_name(col.name)
-        dst = target_types.get(name)
-        try:
-            if dst is None or _pg_type(dst) != _pg_type(mysql_to_pg(col.type)):
-                return None
-        except UnsupportedType:
-            return None
-        by_target[name] = col.name
-    key: list[str] = []
-    for name in mapping.target_key:
-        src = by_target.get(name)
-        if src is None:
-            return None
-        key.append(src)
-    return tuple(key) if key else None
+    return passthrough_key(table, mapping, source, target, _fits_pg, _any_key)
 
 
 def mysql_passthrough_key(
@@ -88,13 +82,4 @@ def mysql_passthrough_key(
     """As :func:`pg_passthrough_key`, towards MySQL/MariaDB: every column lands in a target
     column of the very same declared type (the row decoder refuses the types it cannot write
     as SQL literals)."""
-    if not table.plain:
-        return None
-    target_types = {c.name: c.type for c in target.columns}
-    if any(target_types.get(mapping.target_name(c.name)) != c.type for c in source.columns):
-        return None
-    by_target = {mapping.target_name(c.name): c.name for c in source.columns}
-    key = [by_target.get(name) for name in mapping.target_key]
-    if not key or None in key:
-        return None
-    return tuple(k for k in key if k is not None)
+    return passthrough_key(table, mapping, source, target, str.__eq__, _any_key)

@@ -23,6 +23,7 @@ equal); a table keyed by another type is not eligible.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -93,23 +94,29 @@ def _key_type_ok(type_name: str) -> bool:
 
 
 def passthrough_key(
-    table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo
+    table: TableConfig, mapping: TableMapping, source: TableInfo, target: TableInfo,
+    fits: Callable[[str, str], bool] = str.__eq__, key_fits: Callable[[str], bool] = _key_type_ok,
 ) -> tuple[str, ...] | None:
     """The source column names of the target key, in target-key order, if the table can use
-    passthrough; None if it cannot (types differ, a transform is configured, unsafe key type)."""
+    passthrough; None if it cannot (a transform is configured, types differ, unsafe key type).
+
+    ``fits(source type, target type)`` says whether a column's rows can travel as text into its
+    target column (here: the very same type); ``key_fits(target type)`` whether the key's text
+    nets exactly. :mod:`replicator.mysql.passthrough` passes its own rules."""
     if not table.plain:
         return None
     target_types = {c.name: c.type for c in target.columns}
     by_target: dict[str, str] = {}
     for col in source.columns:
         name = mapping.target_name(col.name)
-        if target_types.get(name) != col.type:
+        dst = target_types.get(name)
+        if dst is None or not fits(col.type, dst):
             return None
         by_target[name] = col.name
     key: list[str] = []
     for name in mapping.target_key:
         src = by_target.get(name)
-        if src is None or not _key_type_ok(target_types[name]):
+        if src is None or not key_fits(target_types[name]):
             return None
         key.append(src)
     return tuple(key) if key else None
