@@ -39,6 +39,7 @@ _BASES = frozenset({
     "float", "double", "real", "decimal", "numeric", "dec", "fixed", "date", "datetime", "timestamp",
     "char", "varchar", "character", "character varying", "nchar", "nvarchar",
     "tinytext", "text", "mediumtext", "longtext", "enum", "set",
+    "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry",
 })
 _BASE = re.compile(r"^\s*(character\s+varying|[a-z]+)", re.IGNORECASE)
 

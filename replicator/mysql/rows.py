@@ -937,8 +937,8 @@ def _event_reader(
 # --------------------------------------------------------------------------- rows as text
 
 # The value kinds of the passthrough readers, per binlog type (text columns, kind _K_TEXT, are
-# "s"): i integer (YEAR and BIT too), f FLOAT/DOUBLE, n DECIMAL, d DATE or DATETIME (naive),
-# z TIMESTAMP (aware, UTC), e ENUM/SET (str).
+# "s"; VARBINARY/BLOB/GEOMETRY, kind _K_BYTES, "b"): i integer (YEAR and BIT too), f FLOAT/DOUBLE,
+# n DECIMAL, d DATE or DATETIME (naive), z TIMESTAMP (aware, UTC), e ENUM/SET (str).
 _RAW_KINDS: Final = {T_TINY: "i", T_SHORT: "i", T_LONG: "i", T_LONGLONG: "i", T_INT24: "i", T_YEAR: "i", T_BIT: "i",
                      T_FLOAT: "f", T_DOUBLE: "f", T_NEWDECIMAL: "n", T_DATE: "d", T_NEWDATE: "d", T_DATETIME2: "d",
                      T_TIMESTAMP2: "z", T_ENUM: "e", T_SET: "e"}
@@ -975,17 +975,18 @@ class RawFormat:
 
 COPY_TEXT: Final = RawFormat(
     # what psycopg writes for these Python values in COPY's text format (its dumpers use str(),
-    # which is repr() for floats)
+    # which is repr() for floats; bytes in bytea's hex format, which it uses on a connection)
     "copy", {"i": "V", "f": "V", "n": "V", "d": "V", "z": "V", "s": "(_esc(V) if _special(V) else V)",
-             "e": "(_esc(V) if _special(V) else V)"},
+             "e": "(_esc(V) if _special(V) else V)", "b": "_bytea(V)"},
     "\\N", "\t", ("", ""),
-    {"_esc": copy_text, "_special": re.compile("[\\\\\t\n\r\x00]").search},
+    {"_esc": copy_text, "_special": re.compile("[\\\\\t\n\r\x00]").search,
+     "_bytea": lambda v: "\\\\x" + v.hex()},  # bytea's hex input, its backslash escaped for COPY
 )
 MYSQL_VALUES: Final = RawFormat(
     # what replicator.mysql.writer renders for a multi-row INSERT (backslash escapes on):
     # fixed-point decimals, quoted dates, strings escaped as pymysql's escape_string does.
-    # Not taken: floats (the writer's FLOAT handling), TIMESTAMP (it writes UTC wall time), and
-    # ENUM/SET (the ENUM error value '' needs the writer's lax-mode path).
+    # Not taken: floats (the writer's FLOAT handling), TIMESTAMP (it writes UTC wall time),
+    # ENUM/SET (the ENUM error value '' needs the writer's lax-mode path), binary strings.
     "mysql", {"i": "V", "n": "_fixed(V)", "d": "_quote(V)", "s": "_quote(_esc(V) if _special(V) else V)"},
     "NULL", ",", ("(", ")"),
     {"_esc": escape_string, "_special": re.compile("[\\\\\x00\n\r\x1a'\"]").search,
@@ -1191,7 +1192,7 @@ class RowDecoder:
         """For a passthrough: every column's value kind (see ``_RAW_KINDS``) if :meth:`read_raw`
         can write each column's values in format ``fmt``, else None."""
         kinds = "".join(
-            "s" if kind == _K_TEXT else _RAW_KINDS.get(col.type, "?")
+            "s" if kind == _K_TEXT else "b" if kind == _K_BYTES else _RAW_KINDS.get(col.type, "?")
             for col, (kind, _name, _a, _b) in zip(self._columns, self._compiled)
         )
         return kinds if all(k in fmt.exprs for k in kinds) else None
