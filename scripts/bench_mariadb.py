@@ -144,6 +144,33 @@ FROM t
 """
 
 
+class PeakRss:
+    """Polls a process's peak resident set size (``VmHWM`` in ``/proc/PID/status``) until
+    stopped. Not ``ru_maxrss``: Linux counts into a child's the parent's resident size at the
+    fork, and this script holds workload B's rows for the floor measurement."""
+
+    def __init__(self, pid: int) -> None:
+        self.path = Path(f"/proc/{pid}/status")
+        self.kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for line in self.path.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.kb = max(self.kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass  # exited (or a zombie without memory figures)
+            self._stop.wait(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class BenchError(Exception):
     """The benchmark could not run or a consumer produced wrong data."""
 
@@ -221,6 +248,7 @@ class Bench:
             "postgres": self.workdir / "replicator-postgres.yaml",
         }
         self.max_rss_kb = 0
+        self.last_rss_kb = 0
         self.load_start = load_text()
 
     def servers(self) -> list[MariaDBServer | PostgresServer]:
@@ -285,17 +313,19 @@ class Bench:
             proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
             watchdog = threading.Timer(CATCHUP_TIMEOUT, proc.kill)
             watchdog.start()
+            peak = PeakRss(proc.pid)
             try:
-                # wait4: this process's own CPU time and peak RSS (RUSAGE_CHILDREN would give
-                # the largest of all children ever waited for, servers' tools included)
+                # wait4: this process's own CPU time (RUSAGE_CHILDREN sums all children)
                 _, status, usage = os.wait4(proc.pid, 0)
             finally:
                 watchdog.cancel()
+                peak.stop()
             elapsed = time.perf_counter() - t0
         proc.returncode = rc = os.waitstatus_to_exitcode(status)
         if rc == -9 and elapsed >= CATCHUP_TIMEOUT:
             raise BenchError(f"replicator did not finish in {CATCHUP_TIMEOUT}s (log: {logfile})")
-        self.max_rss_kb = max(self.max_rss_kb, usage.ru_maxrss)
+        self.max_rss_kb = max(self.max_rss_kb, peak.kb)
+        self.last_rss_kb = peak.kb
         if rc != 0:
             tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-20:])
             raise BenchError(f"replicator exited with {rc} ({consumer}, {label}); last lines of {logfile}:\n{tail}")
@@ -461,7 +491,7 @@ class Bench:
         self.results.load.append(os.getloadavg()[0])
         self.verify(consumer, f"{LABELS[consumer]}, workload {workload}, round {rnd + 1}", self.rows)
         self.results.add(workload, consumer, secs, cpu)
-        extra = f", CPU {cpu:.2f}s" if cpu is not None else ""
+        extra = f", CPU {cpu:.2f}s, RSS {self.last_rss_kb / 1024:.0f} MB" if cpu is not None else ""
         log(
             f"  {workload} {LABELS[consumer]:<24} {secs:7.2f}s ({changed / secs:9,.0f} rows/s{extra});"
             f" load {load_text()}"
