@@ -35,7 +35,7 @@ from ..typemap import UnsupportedType, mysql_to_pg
 
 # Source base types whose values the row decoder writes as COPY text (see RowDecoder.raw_kinds)
 _BASES = frozenset({
-    "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit", "bool", "boolean",
+    "tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year", "bit",
     "float", "double", "real", "decimal", "numeric", "dec", "fixed", "date", "datetime", "timestamp",
     "char", "varchar", "character", "character varying", "nchar", "nvarchar",
     "tinytext", "text", "mediumtext", "longtext", "enum", "set",

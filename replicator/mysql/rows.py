@@ -995,13 +995,13 @@ MYSQL_VALUES: Final = RawFormat(
 
 
 def _raw_event_reader(
-    kind: str, cols1: Sequence[Present], nb1: int, cols2: Sequence[Present], nb2: int, key_idx: Sequence[int],
-    kinds: str, fmt: RawFormat,
+    kind: str, cols: Sequence[Present], nbytes: int, key_idx: Sequence[int], kinds: str, fmt: RawFormat
 ) -> RawReader:
     """A function reading all rows of one rows event as ``(keys, rows)`` for a passthrough
     (:mod:`replicator.mysql.passthrough`): ``keys[i]`` is row i's key (the values of the
     columns ``key_idx``, a tuple for several), ``rows[i]`` a one-element list holding the row's
     whole text in format ``fmt`` (a COPY line, or a ``(…)`` of SQL literals); none for deletes.
+    Every column is present in the images (``cols``; ``kinds`` their value kinds).
 
     Generated like :func:`_event_reader`, with the same value decoding; each row becomes one
     f-string instead of a dict and a change record. An update whose key bytes differ between
@@ -1012,21 +1012,21 @@ def _raw_event_reader(
     code.lines += ["def read_raw(buf, pos, end):", "    keys = []", "    rows = []", "    while pos < end:"]
     ind = "        "
     if kind == "delete":
-        code.walk_image(cols1, nb1, ind)
+        code.walk_image(cols, nbytes, ind)
         for k in key_idx:
-            ck, _name, a, b, _bit = cols1[k]
+            ck, _name, a, b, _bit = cols[k]
             code.lines += [f"{ind}if s{k} < 0:", f"{ind}    raise NotRaw",
                            f"{ind}v{k} = {code.value(ck, a, b, f's{k}', f'e{k}')}"]
     else:
         if kind == "update":
-            code.walk_image(cols1, nb1, ind)
-            code.image(cols2, nb2, "row", ind, spans="tu")
+            code.walk_image(cols, nbytes, ind)
+            code.image(cols, nbytes, "row", ind, spans="tu")
             code.lines.pop()  # the dict display: the row becomes its text instead
             for k in key_idx:
                 code.lines += [f"{ind}if s{k} < 0 or t{k} < 0 or buf[s{k}:e{k}] != buf[t{k}:u{k}]:",
                                f"{ind}    raise NotRaw"]
         else:
-            code.image(cols1, nb1, "row", ind)
+            code.image(cols, nbytes, "row", ind)
             code.lines.pop()
         fields = [
             "{(NULL if v%d is None else %s)}" % (i, fmt.exprs[kinds[i]].replace("V", f"v{i}"))
@@ -1199,12 +1199,13 @@ class RowDecoder:
 
     def read_raw(
         self, kind: str, buf: bytes, start: int, end: int, number_of_columns: int, key_idx: tuple[int, ...],
-        kinds: str, fmt: RawFormat,
+        fmt: RawFormat,
     ) -> tuple[list[Any], list[list[str]]]:
         """The rows of one rows event (as for :meth:`read_event`) as ``(keys, rows)`` of text in
-        format ``fmt`` (see :func:`_raw_event_reader`), for a decoder whose :meth:`raw_kinds`
-        is ``kinds``. Raises :class:`NotRaw` for an event to read with :meth:`read_event`
-        instead: not every column present, a key changed, or anything that does not decode."""
+        format ``fmt`` (see :func:`_raw_event_reader`), ``key_idx`` the key columns' positions.
+        Raises :class:`NotRaw` for an event to read with :meth:`read_event` instead: a column
+        the format cannot write (:meth:`raw_kinds`), not every column present, a key changed,
+        or anything that does not decode."""
         n = len(self._compiled)
         if number_of_columns != n:
             raise NotRaw
@@ -1212,10 +1213,11 @@ class RowDecoder:
         bitmaps = buf[start : start + (2 * bm if kind == "update" else bm)]
         reader = self._raw_readers.get((kind, bitmaps, fmt.name))
         if reader is None:
-            if bitmaps != self._all_present * (len(bitmaps) // bm):
+            kinds = self.raw_kinds(fmt)
+            if kinds is None or bitmaps != self._all_present * (len(bitmaps) // bm):
                 raise NotRaw
             cols, nbytes, _ = self._columns_for(bitmaps[:bm])
-            reader = _raw_event_reader(kind, cols, nbytes, cols, nbytes, key_idx, kinds, fmt)
+            reader = _raw_event_reader(kind, cols, nbytes, key_idx, kinds, fmt)
             self._raw_readers[(kind, bitmaps, fmt.name)] = reader
         try:
             return reader(buf, start + len(bitmaps), end)

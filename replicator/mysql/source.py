@@ -494,8 +494,8 @@ class _TableState:
         # read(kind, buf, start, end, ncols, record): the change records of one rows event,
         # its body being buf[start:end] -- the decoder itself unless JSON text is to be marked
         self.read: Any = self._json_changes if json_columns or decoder is None else decoder.read_event
-        # passthrough (see pass_through): (column names, key positions, value kinds, format)
-        self.raw: tuple[tuple[str, ...], tuple[int, ...], str, RawFormat] | None = None
+        # passthrough (see pass_through): (column names, key positions, format)
+        self.raw: tuple[tuple[str, ...], tuple[int, ...], RawFormat] | None = None
 
     def pass_through(self, spec: tuple[tuple[str, ...], tuple[str, ...]] | None, fmt: RawFormat) -> None:
         """Read rows as text in format ``fmt`` (:meth:`raw_rows`) if the table is in
@@ -503,18 +503,17 @@ class _TableState:
         decoder = self.decoder
         if spec is None or decoder is None or self.json_columns or decoder.column_names != spec[0]:
             return
-        kinds = decoder.raw_kinds(fmt)
-        if kinds is not None:
+        if decoder.raw_kinds(fmt) is not None:
             names = decoder.column_names
-            self.raw = (names, tuple(names.index(k) for k in spec[1]), kinds, fmt)
+            self.raw = (names, tuple(names.index(k) for k in spec[1]), fmt)
 
     def raw_rows(self, rkind: str, buf: bytes, start: int, end: int, ncols: int) -> RawRows | None:
         """The rows of one rows event as one :class:`RawRows` of texts, or None: read it with
         :meth:`changes` instead (see RowDecoder.read_raw)."""
         assert self.raw is not None and self.decoder is not None
-        names, key_idx, kinds, fmt = self.raw
+        names, key_idx, fmt = self.raw
         try:
-            keys, rows = self.decoder.read_raw(rkind, buf, start, end, ncols, key_idx, kinds, fmt)
+            keys, rows = self.decoder.read_raw(rkind, buf, start, end, ncols, key_idx, fmt)
         except NotRaw:
             return None
         return RawRows(self.table, names, _RAW_OPS[rkind], keys, rows)  # type: ignore[arg-type]

@@ -579,17 +579,10 @@ class _Guard:
 
 def _write_fields(copy: psycopg.Copy, rows: list[list[bytes]]) -> None:
     """Send rows of COPY text fields, a chunk of rows per message. A row from a MySQL source
-    is one ``str``: its whole line (see :mod:`replicator.mysql.passthrough`)."""
+    is one ``str`` field: its whole line (see :mod:`replicator.mysql.passthrough`)."""
     first: object = rows[0][0] if rows else None
-    if isinstance(first, str):
-        lines: list[str] = [row[0] for row in rows]  # type: ignore[misc]
-        for i in range(0, len(lines), COPY_CHUNK_ROWS):
-            part = lines[i : i + COPY_CHUNK_ROWS]
-            part.append("")
-            copy.write("\n".join(part))
-        return
-    tab, nl = b"\t", b"\n"
+    tab, nl = ("\t", "\n") if isinstance(first, str) else (b"\t", b"\n")  # type: Any, Any
     for i in range(0, len(rows), COPY_CHUNK_ROWS):
         chunk = [tab.join(fields) for fields in rows[i : i + COPY_CHUNK_ROWS]]
-        chunk.append(b"")
+        chunk.append(nl[:0])
         copy.write(nl.join(chunk))
