@@ -58,6 +58,8 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -421,6 +423,14 @@ class Bench:
             raise BenchError(f"{what}: {LABELS[consumer]} differs from the primary: {got} != {want}")
 
     # -- what the targets alone need for workload B ------------------------------------------
+    @contextmanager
+    def _floor(self, target: str, how: str, conn: Any) -> Iterator[None]:
+        """Time the block as ``(target, how)`` of the floor measurement, then roll ``conn`` back."""
+        t0 = time.perf_counter()
+        yield
+        self.results.floor.setdefault((target, how), []).append(time.perf_counter() - t0)
+        conn.rollback()
+
     def measure_floors(self) -> None:
         """Workload B's rows applied to each target by the statements the replicator's writer
         sends, with the rows already in hand (no binlog, no decoding), and the target's own
@@ -435,21 +445,17 @@ class Bench:
             "\t".join("\\N" if v is None else str(v) for v in r) + "\n" for r in rows
         ).encode()
         with psycopg.connect(self.pg_target.url(PG_DB)) as conn:
-            t0 = time.perf_counter()
-            conn.execute("CREATE TEMP TABLE stage (LIKE t) ON COMMIT DROP")
-            with conn.cursor().copy("COPY stage FROM STDIN") as copy:
-                copy.write(lines)
-            conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-            conn.execute(
-                "UPDATE t SET name = s.name, email = s.email, amount = s.amount, created_at = s.created_at,"
-                " payload = s.payload FROM stage s WHERE t.id = s.id"
-            )
-            self.results.floor.setdefault(("postgres", "writer"), []).append(time.perf_counter() - t0)
-            conn.rollback()
-            t0 = time.perf_counter()
-            conn.execute("UPDATE t SET amount = amount + 1 WHERE id <= %s", (self.update_rows,))
-            self.results.floor.setdefault(("postgres", "own"), []).append(time.perf_counter() - t0)
-            conn.rollback()
+            with self._floor("postgres", "writer", conn):
+                conn.execute("CREATE TEMP TABLE stage (LIKE t) ON COMMIT DROP")
+                with conn.cursor().copy("COPY stage FROM STDIN") as copy:
+                    copy.write(lines)
+                conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+                conn.execute(
+                    "UPDATE t SET name = s.name, email = s.email, amount = s.amount, created_at = s.created_at,"
+                    " payload = s.payload FROM stage s WHERE t.id = s.id"
+                )
+            with self._floor("postgres", "own", conn):
+                conn.execute("UPDATE t SET amount = amount + 1 WHERE id <= %s", (self.update_rows,))
         # MariaDB: multi-row INSERT … ON DUPLICATE KEY UPDATE of ~250k characters (replicator.mysql.writer)
         conn = self.my_target.connect(DB, autocommit=False)
         try:
@@ -461,15 +467,11 @@ class Bench:
                     " created_at = VALUES(created_at), payload = VALUES(payload)")
             per = max(1, 250_000 // (sum(map(len, texts[:100])) // min(100, len(texts)) + 1))
             with conn.cursor() as cur:
-                t0 = time.perf_counter()
-                for i in range(0, len(texts), per):
-                    cur.execute(head + ",".join(texts[i : i + per]) + tail)
-                self.results.floor.setdefault(("mariadb", "writer"), []).append(time.perf_counter() - t0)
-                conn.rollback()
-                t0 = time.perf_counter()
-                cur.execute("UPDATE t SET amount = amount + 1 WHERE id <= %s", (self.update_rows,))
-                self.results.floor.setdefault(("mariadb", "own"), []).append(time.perf_counter() - t0)
-                conn.rollback()
+                with self._floor("mariadb", "writer", conn):
+                    for i in range(0, len(texts), per):
+                        cur.execute(head + ",".join(texts[i : i + per]) + tail)
+                with self._floor("mariadb", "own", conn):
+                    cur.execute("UPDATE t SET amount = amount + 1 WHERE id <= %s", (self.update_rows,))
         finally:
             conn.close()
         f = self.results.floor

@@ -243,6 +243,9 @@ class PgTarget:
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", dbname=self.db)]
 
+    def has_row(self, table: str, row_id: int) -> bool:
+        return bool(self.server.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,), dbname=self.db))
+
 
 class MariaTarget:
     """A MariaDB target database (same API as :class:`PgTarget`; ``ddl`` one statement each)."""
@@ -265,6 +268,9 @@ class MariaTarget:
 
     def rows(self, table: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.server.execute(f"SELECT * FROM {table} ORDER BY id", db=self.db)]
+
+    def has_row(self, table: str, row_id: int) -> bool:
+        return bool(self.server.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,), db=self.db))
 
 
 # --------------------------------------------------------------------------- the crash workload

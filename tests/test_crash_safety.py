@@ -17,6 +17,7 @@ import secrets
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
@@ -111,8 +112,8 @@ class PgWorkloadSql(WorkloadSql):
 class LockablePgTarget(PgTarget):
     """The PostgreSQL target, with the big-transaction probe."""
 
-    def __init__(self, server: Any, db: str) -> None:
-        super().__init__(server, db, SRC_DDL)
+    def __init__(self, server: Any, db: str, ddl: str = SRC_DDL) -> None:
+        super().__init__(server, db, ddl)
 
     def lock_row(self, row_id: int) -> PgRowLock:
         return PgRowLock(self, row_id)
@@ -153,8 +154,8 @@ class PgRowLock:
 class LockableMariaTarget(MariaTarget):
     """The MariaDB target, with the big-transaction probe."""
 
-    def __init__(self, server: Any, db: str) -> None:
-        super().__init__(server, db, MARIADB_DDL)
+    def __init__(self, server: Any, db: str, ddl: Sequence[str] = MARIADB_DDL) -> None:
+        super().__init__(server, db, ddl)
 
     def lock_row(self, row_id: int) -> MariaRowLock:
         return MariaRowLock(self, row_id)

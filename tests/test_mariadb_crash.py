@@ -40,7 +40,6 @@ from replicator.mysql.positions import MariaGtid
 from dbhelpers import write_config
 from processes import (
     Kill,
-    MariaTarget,
     PgTarget,
     Replicator,
     SourceWriter,
@@ -57,7 +56,7 @@ from processes import (
     wait_caught_up,
     wait_for,
 )
-from test_crash_safety import MariaRowLock, PgRowLock
+from test_crash_safety import LockableMariaTarget, LockablePgTarget
 
 pytestmark = pytest.mark.slow
 
@@ -77,33 +76,6 @@ CREATE TABLE b (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, payload text, q
 LOG_ERRORS = ("Traceback", "level='error'", "level=error", "flow crashed", "internal error")
 
 # --------------------------------------------------------------------------- helpers
-
-
-class LockingPgTarget(PgTarget):
-    """The PostgreSQL target, with the big-transaction probe (:class:`PgRowLock`)."""
-
-    def __init__(self, server: Any, db: str) -> None:
-        super().__init__(server, db, PG_DDL)
-
-    def lock_row(self, row_id: int) -> PgRowLock:
-        return PgRowLock(self, row_id)  # type: ignore[arg-type]
-
-    def has_row(self, table: str, row_id: int) -> bool:
-        return bool(self.server.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,), dbname=self.db))
-
-
-class LockingMariaTarget(MariaTarget):
-    """A MariaDB target with the source's very tables (so its rows travel as SQL text, see
-    replicator.mysql.passthrough), with the big-transaction probe (:class:`MariaRowLock`)."""
-
-    def __init__(self, server: Any, db: str) -> None:
-        super().__init__(server, db, SRC_DDL)
-
-    def lock_row(self, row_id: int) -> MariaRowLock:
-        return MariaRowLock(self, row_id)  # type: ignore[arg-type]
-
-    def has_row(self, table: str, row_id: int) -> bool:
-        return bool(self.server.execute(f"SELECT 1 FROM {table} WHERE id = %s", (row_id,), db=self.db))
 
 
 def source_rows(server: Any, db: str, table: str) -> list[tuple[Any, ...]]:
@@ -199,8 +171,10 @@ def test_mariadb_crash_safety(to: str, mariadb: Any, pg_target: Any, fresh_db_na
     for ddl in SRC_DDL:
         mariadb.execute(ddl, db=db)
     # -> MariaDB: another database of the same server (the flow reads only the source's)
-    target: LockingPgTarget | LockingMariaTarget = (
-        LockingPgTarget(pg_target, db) if to == "postgres" else LockingMariaTarget(mariadb, db + "_dst")
+    # (towards MariaDB the source's very tables, so rows travel as SQL text: replicator.mysql.passthrough)
+    target: LockablePgTarget | LockableMariaTarget = (
+        LockablePgTarget(pg_target, db, PG_DDL) if to == "postgres"
+        else LockableMariaTarget(mariadb, db + "_dst", SRC_DDL)
     )
     target.create_tables()
     cfg = write_config(

@@ -61,8 +61,7 @@ def _check_event(decoder: RowDecoder, ev: dict[str, Any]) -> int:
     assert kinds is not None
     key_idx = tuple(decoder.column_names.index(k) for k in decoder.key_columns)
     pairs = decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
-    keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx, kinds,
-                                  COPY_TEXT)
+    keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx, COPY_TEXT)
     assert len(keys) == len(pairs)
     for (before, after), key, row in zip(pairs, keys, rows or [None] * len(keys)):
         source = before if before is not None else after
@@ -92,8 +91,7 @@ def test_copy_lines_are_what_psycopg_writes_for_the_decoded_values(name: str) ->
             except DataError:  # a row that does not decode: the text reader refuses the event too
                 body = bytes.fromhex(ev["body"])
                 with pytest.raises(NotRaw):
-                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,),
-                                     decoder.raw_kinds(COPY_TEXT) or "", COPY_TEXT)
+                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,), COPY_TEXT)
                 refused += 1
             except NotRaw:
                 # only a key change or a row image without every column (MINIMAL) sends an
@@ -134,7 +132,7 @@ def test_zero_dates_under_the_error_policy_go_back_to_the_normal_path() -> None:
                 decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
             except Exception:
                 with pytest.raises(NotRaw):
-                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,), kinds, COPY_TEXT)
+                    decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), (0,), COPY_TEXT)
                 refused += 1
     assert refused > 0
 
@@ -170,7 +168,7 @@ def test_sql_rows_are_what_the_mysql_writer_renders_for_the_decoded_values(name:
             pairs = decoder.read_event(ev["kind"], body, 0, len(body), len(decoder.column_names))
             try:
                 keys, rows = decoder.read_raw(ev["kind"], body, 0, len(body), len(decoder.column_names), key_idx,
-                                              kinds, MYSQL_VALUES)
+                                              MYSQL_VALUES)
             except NotRaw:
                 assert any(set(r) != set(decoder.column_names) for pair in pairs for r in pair if r), ev
                 continue
@@ -187,7 +185,7 @@ def test_sql_text_that_needs_escapes() -> None:
     decoder = RowDecoder(_table())
     kinds = decoder.raw_kinds(MYSQL_VALUES)
     assert kinds == "is"
-    keys, rows = decoder.read_raw("write", body, 0, len(body), 2, (0,), kinds, MYSQL_VALUES)
+    keys, rows = decoder.read_raw("write", body, 0, len(body), 2, (0,), MYSQL_VALUES)
     assert keys == list(range(len(values)))
     assert [r[0] for r in rows] == writer_rows(kinds, ("id", "v"), [{"id": i, "v": v} for i, v in enumerate(values)])
     assert rows[0] == ["(0,'it\\'s')"] and rows[9] == ["(9,NULL)"]
@@ -222,7 +220,7 @@ def _raw(kind: str, body: bytes) -> tuple[list[Any], list[list[str]]]:
     decoder = RowDecoder(_table())
     kinds = decoder.raw_kinds(COPY_TEXT)
     assert kinds == "is"
-    return decoder.read_raw(kind, body, 0, len(body), 2, (0,), kinds, COPY_TEXT)
+    return decoder.read_raw(kind, body, 0, len(body), 2, (0,), COPY_TEXT)
 
 
 def test_text_that_needs_copy_escapes() -> None:
@@ -268,7 +266,7 @@ def test_binary_strings_travel_as_bytea_hex_towards_postgresql_only() -> None:
         else:
             images.append(bytes([0]) + struct.pack("<i", i) + bytes([len(v)]) + v)
     body = _event("write", *images)
-    keys, rows = decoder.read_raw("write", body, 0, len(body), 2, (0,), kinds, COPY_TEXT)
+    keys, rows = decoder.read_raw("write", body, 0, len(body), 2, (0,), COPY_TEXT)
     assert keys == list(range(len(values)))
     for v, (line,) in zip(values, rows):
         field = line.split("\t")[1]
